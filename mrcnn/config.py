@@ -1,0 +1,127 @@
+"""Model configuration with matterport's attribute names and defaults.
+
+Subclass :class:`Config` and override class attributes, exactly as with matterport::
+
+    class BalloonConfig(Config):
+        NAME = "balloon"
+        NUM_CLASSES = 1 + 1
+        STEPS_PER_EPOCH = 100
+
+Layers never read a config object: :mod:`mrcnn.model` turns it into constructor arguments once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Config:
+    """Base configuration. Attribute names and defaults follow matterport/Mask_RCNN."""
+
+    # Run.
+    NAME: str | None = None
+    GPU_COUNT = 1
+    IMAGES_PER_GPU = 2
+    STEPS_PER_EPOCH = 1000
+    VALIDATION_STEPS = 50
+
+    # Backbone: "resnet101", "resnet50", "light" (a small ResNet-style network for CPU work),
+    # or a callable ``f(input_image, stage5, train_bn) -> [C2, C3, C4, C5]`` (then also set
+    # COMPUTE_BACKBONE_SHAPE).
+    BACKBONE = "resnet101"
+    COMPUTE_BACKBONE_SHAPE = None
+    BACKBONE_STRIDES = [4, 8, 16, 32, 64]
+    FPN_CLASSIF_FC_LAYERS_SIZE = 1024
+    TOP_DOWN_PYRAMID_SIZE = 256
+
+    # Number of classes, background included.
+    NUM_CLASSES = 1
+
+    # Region proposal network. Anchor ratios are width / height.
+    RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)
+    RPN_ANCHOR_RATIOS = [0.5, 1, 2]
+    RPN_ANCHOR_STRIDE = 1
+    RPN_NMS_THRESHOLD = 0.7
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 256
+    PRE_NMS_LIMIT = 6000
+    POST_NMS_ROIS_TRAINING = 2000
+    POST_NMS_ROIS_INFERENCE = 1000
+    RPN_BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+
+    # Masks.
+    USE_MINI_MASK = True
+    MINI_MASK_SHAPE = (56, 56)
+    MASK_POOL_SIZE = 14
+    MASK_SHAPE = [28, 28]
+
+    # Images.
+    IMAGE_RESIZE_MODE = "square"
+    IMAGE_MIN_DIM = 800
+    IMAGE_MAX_DIM = 1024
+    IMAGE_MIN_SCALE = 0
+    IMAGE_CHANNEL_COUNT = 3
+    MEAN_PIXEL = np.array([123.7, 116.8, 103.9])
+
+    # Heads.
+    TRAIN_ROIS_PER_IMAGE = 200
+    ROI_POSITIVE_RATIO = 0.33
+    POOL_SIZE = 7
+    MAX_GT_INSTANCES = 100
+    BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+
+    # Detection.
+    DETECTION_MAX_INSTANCES = 100
+    DETECTION_MIN_CONFIDENCE = 0.7
+    DETECTION_NMS_THRESHOLD = 0.3
+
+    # Optimisation.
+    LEARNING_RATE = 0.001
+    LEARNING_MOMENTUM = 0.9
+    WEIGHT_DECAY = 0.0001
+    LOSS_WEIGHTS = {
+        "rpn_class_loss": 1.0,
+        "rpn_bbox_loss": 1.0,
+        "mrcnn_class_loss": 1.0,
+        "mrcnn_bbox_loss": 1.0,
+        "mrcnn_mask_loss": 1.0,
+    }
+    USE_RPN_ROIS = True
+    TRAIN_BN = False
+    GRADIENT_CLIP_NORM = 5.0
+
+    # Additions of this project (not in matterport).
+    # Compute in float16 with float32 variables (GPU); losses and box decoding stay float32.
+    MIXED_PRECISION = False
+    # Compile the train step with XLA.
+    JIT_COMPILE = False
+    # Add the ground-truth boxes to the proposals the heads are trained on (as detectron2 does):
+    # gives the heads positives from the first step, which matters when training from scratch.
+    PROPOSALS_APPEND_GT = True
+    # Parallel workers that load and augment training images (keras.utils.PyDataset).
+    DATA_WORKERS = 2
+    # Seed for the detection-target sampling and the data order.
+    SEED = None
+
+    def __init__(self) -> None:
+        self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
+        if self.IMAGE_RESIZE_MODE == "crop":
+            self.IMAGE_SHAPE = np.array([self.IMAGE_MIN_DIM, self.IMAGE_MIN_DIM, self.IMAGE_CHANNEL_COUNT])
+        else:
+            self.IMAGE_SHAPE = np.array([self.IMAGE_MAX_DIM, self.IMAGE_MAX_DIM, self.IMAGE_CHANNEL_COUNT])
+        # image_id (1) + original_image_shape (3) + image_shape (3) + window (4) + scale (1) + active_class_ids
+        self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
+
+    def to_dict(self) -> dict:
+        """All upper-case attributes (derived ones included) as a plain dict."""
+        return {
+            name: getattr(self, name)
+            for name in sorted(dir(self))
+            if not name.startswith("__") and name.isupper() and not callable(getattr(self, name))
+        }
+
+    def display(self) -> None:
+        """Print the configuration, one attribute per line."""
+        print("\nConfigurations:")
+        for key, value in self.to_dict().items():
+            print(f"{key:30} {value}")
+        print("\n")
