@@ -1,0 +1,74 @@
+"""Pyramid anchors, computed once in NumPy for a fixed image shape.
+
+Anchors are ``(y1, x1, y2, x2)`` boxes. Ratios are **width / height** (matterport's convention): ratio 2 is a
+box twice as wide as high. For each pyramid level the anchors are ordered position-major: for every feature
+map cell (row-major, stride ``anchor_stride``) all ``len(scales) * len(ratios)`` shapes of that level (one scale
+per level in the FPN setting, so ``len(ratios)`` anchors per cell). This is the order in which the RPN head
+flattens its outputs, so the two line up.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .boxes import norm_boxes
+
+__all__ = ["generate_anchors", "generate_pyramid_anchors", "compute_backbone_shapes", "get_anchors"]
+
+
+def generate_anchors(scales, ratios: Sequence[float], shape: Sequence[int], feature_stride: int,
+                     anchor_stride: int) -> np.ndarray:
+    """Anchors of one pyramid level, in pixels.
+
+    Args:
+        scales: anchor side(s) in pixels (for ratio 1); scalar or 1-D.
+        ratios: width / height ratios.
+        shape: (height, width) of the feature map.
+        feature_stride: pixels per feature-map cell.
+        anchor_stride: place anchors at every ``anchor_stride``-th cell.
+
+    Returns:
+        float [shape[0] * shape[1] / anchor_stride**2 * len(scales) * len(ratios), (y1, x1, y2, x2)] pixels,
+        centred on ``cell * feature_stride`` (the top-left pixel of each cell, as matterport).
+    """
+    scales, ratios = np.meshgrid(np.array(scales, dtype=np.float64).ravel(), np.array(ratios, dtype=np.float64))
+    scales = scales.flatten()
+    ratios = ratios.flatten()
+    heights = scales / np.sqrt(ratios)
+    widths = scales * np.sqrt(ratios)
+
+    shifts_y = np.arange(0, shape[0], anchor_stride) * feature_stride
+    shifts_x = np.arange(0, shape[1], anchor_stride) * feature_stride
+    shifts_x, shifts_y = np.meshgrid(shifts_x, shifts_y)
+
+    # [cells, shapes] grids of centres and sizes; cells vary slowest.
+    box_widths, box_centers_x = np.meshgrid(widths, shifts_x)
+    box_heights, box_centers_y = np.meshgrid(heights, shifts_y)
+    centers = np.stack([box_centers_y, box_centers_x], axis=2).reshape([-1, 2])
+    sizes = np.stack([box_heights, box_widths], axis=2).reshape([-1, 2])
+    return np.concatenate([centers - 0.5 * sizes, centers + 0.5 * sizes], axis=1)
+
+
+def generate_pyramid_anchors(scales, ratios, feature_shapes, feature_strides, anchor_stride) -> np.ndarray:
+    """Anchors of all levels, concatenated level by level (scale ``scales[i]`` on level ``i``), in pixels."""
+    anchors = [
+        generate_anchors(scales[i], ratios, feature_shapes[i], feature_strides[i], anchor_stride)
+        for i in range(len(scales))
+    ]
+    return np.concatenate(anchors, axis=0)
+
+
+def compute_backbone_shapes(image_shape: Sequence[int], strides: Sequence[int]) -> np.ndarray:
+    """Feature-map (height, width) of each pyramid level for an input of ``image_shape``."""
+    return np.array(
+        [[int(np.ceil(image_shape[0] / s)), int(np.ceil(image_shape[1] / s))] for s in strides]
+    )
+
+
+def get_anchors(image_shape: Sequence[int], scales, ratios, strides, anchor_stride) -> np.ndarray:
+    """Normalised float32 anchors [A, (y1, x1, y2, x2)] for an input of ``image_shape``."""
+    shapes = compute_backbone_shapes(image_shape, strides)
+    anchors = generate_pyramid_anchors(scales, ratios, shapes, strides, anchor_stride)
+    return norm_boxes(anchors, image_shape[:2])
