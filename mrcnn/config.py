@@ -97,6 +97,8 @@ class Config:
     # Add the ground-truth boxes to the proposals the heads are trained on (as detectron2 does):
     # gives the heads positives from the first step, which matters when training from scratch.
     PROPOSALS_APPEND_GT = True
+    # Channels of the mask head's convolutions (matterport: 256). Smaller is much faster for light configs.
+    MASK_HEAD_DEPTH = 256
     # Parallel workers that load and augment training images (keras.utils.PyDataset).
     DATA_WORKERS = 2
     # Seed for the detection-target sampling and the data order.

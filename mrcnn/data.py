@@ -1,0 +1,255 @@
+"""Input pipeline: image meta, molding, ground-truth loading with augmentation, and the training PyDataset.
+
+The pipeline is a ``keras.utils.PyDataset`` whose workers (threads) load, resize and augment images in
+parallel with the train step; targets are computed on the accelerator inside ``train_step``, so a worker
+only decodes and resizes.
+
+Augmentation takes an albumentations transform (``A.Compose([...])``), applied to the image and every instance
+mask together; an imgaug augmenter (matterport's scripts) is accepted when imgaug is installed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+import numpy as np
+
+from . import utils
+
+__all__ = ["compose_image_meta", "parse_image_meta", "mold_image", "unmold_image", "load_image_gt",
+           "MaskRCNNSequence", "data_generator", "apply_augmentation"]
+
+log = logging.getLogger(__name__)
+
+
+def compose_image_meta(image_id, original_image_shape, image_shape, window, scale, active_class_ids) -> np.ndarray:
+    """Pack image attributes into one float32 vector [12 + NUM_CLASSES] (matterport's layout).
+
+    Layout: image_id (1), original_image_shape (3), image_shape (3), window (4: y1, x1, y2, x2 pixels of the
+    molded image that hold the real image), scale (1), active_class_ids (NUM_CLASSES).
+    """
+    meta = np.array(
+        [image_id] + list(original_image_shape) + list(image_shape) + list(window) + [scale]
+        + list(active_class_ids))
+    return meta.astype(np.float32)
+
+
+def parse_image_meta(meta: np.ndarray) -> dict:
+    """Unpack [batch, meta] (or [meta]) arrays from :func:`compose_image_meta` into a dict of arrays."""
+    meta = np.asarray(meta)
+    return {
+        "image_id": meta[..., 0].astype(np.int32),
+        "original_image_shape": meta[..., 1:4].astype(np.int32),
+        "image_shape": meta[..., 4:7].astype(np.int32),
+        "window": meta[..., 7:11].astype(np.int32),
+        "scale": meta[..., 11].astype(np.float32),
+        "active_class_ids": meta[..., 12:].astype(np.int32),
+    }
+
+
+def mold_image(images: np.ndarray, config) -> np.ndarray:
+    """Subtract the mean pixel: uint8 RGB -> float32 network input."""
+    return images.astype(np.float32) - np.asarray(config.MEAN_PIXEL, dtype=np.float32)
+
+
+def unmold_image(normalized_images: np.ndarray, config) -> np.ndarray:
+    """Inverse of :func:`mold_image`."""
+    return (normalized_images + np.asarray(config.MEAN_PIXEL, dtype=np.float32)).astype(np.uint8)
+
+
+def _is_imgaug(augmentation) -> bool:
+    return hasattr(augmentation, "to_deterministic")
+
+
+def apply_augmentation(augmentation, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Augment an image [H, W, 3] and its masks [H, W, N] with the same random transform.
+
+    Args:
+        augmentation: an albumentations transform (called as ``aug(image=..., masks=[...])``), an imgaug
+            augmenter, or a callable ``f(image, mask) -> (image, mask)``.
+
+    Returns:
+        (image, mask) with the mask still bool [H', W', N].
+    """
+    if _is_imgaug(augmentation):
+        # imgaug: the same deterministic augmenter for both; masks are not changed by colour augmenters.
+        import imgaug  # noqa: F401  (only present for matterport scripts)
+
+        mask_augmenters = {"Sequential", "SomeOf", "OneOf", "Sometimes", "Fliplr", "Flipud", "CropAndPad",
+                           "Affine", "PiecewiseAffine", "Rot90", "Crop", "Pad", "Resize"}
+
+        def hook(images, augmenter, parents, default):
+            return augmenter.__class__.__name__ in mask_augmenters
+
+        import imgaug.augmenters as iaa  # noqa: F401
+
+        det = augmentation.to_deterministic()
+        image_out = det.augment_image(image)
+        mask_out = det.augment_image(mask.astype(np.uint8), hooks=imgaug.HooksImages(activator=hook))
+        return image_out, mask_out.astype(bool)
+    if hasattr(augmentation, "processors") or type(augmentation).__module__.startswith("albumentations"):
+        masks = [mask[..., i].astype(np.uint8) for i in range(mask.shape[-1])]
+        out = augmentation(image=image, masks=masks) if masks else augmentation(image=image)
+        image_out = out["image"]
+        if masks:
+            mask_out = np.stack([np.asarray(m) for m in out["masks"]], axis=-1).astype(bool)
+        else:
+            mask_out = np.zeros(image_out.shape[:2] + (0,), dtype=bool)
+        return image_out, mask_out
+    return augmentation(image, mask)
+
+
+def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=False):
+    """Load an image with its ground truth, resized (and augmented) for the network.
+
+    Returns:
+        image uint8 [H, W, 3], image_meta float32 [META], class_ids int32 [N], bbox int32 [N, (y1, x1, y2, x2)]
+        pixels of the resized image, mask bool [H, W, N] (or [mini_h, mini_w, N] with ``use_mini_mask``).
+        Instances whose mask is empty after resizing/augmentation are dropped.
+
+    Raises:
+        ValueError: the mask does not match the image size (names the image).
+    """
+    image = dataset.load_image(image_id)
+    mask, class_ids = dataset.load_mask(image_id)
+    mask = np.asarray(mask)
+    class_ids = np.asarray(class_ids, dtype=np.int32)
+    if mask.ndim != 3 or (mask.shape[-1] and mask.shape[:2] != image.shape[:2]):
+        if not (mask.ndim == 3 and mask.shape[-1] == 0):
+            raise ValueError(
+                f"{dataset.image_reference(image_id)}: mask shape {mask.shape} does not match image shape "
+                f"{image.shape[:2]} (expected [H, W, N] with the image's H and W)")
+    if mask.shape[-1] == 0:
+        mask = np.zeros(image.shape[:2] + (0,), dtype=bool)
+    if len(class_ids) != mask.shape[-1]:
+        raise ValueError(f"{dataset.image_reference(image_id)}: {mask.shape[-1]} masks but {len(class_ids)} class ids")
+    original_shape = image.shape
+    image, window, scale, padding, crop = utils.resize_image(
+        image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE, max_dim=config.IMAGE_MAX_DIM,
+        mode=config.IMAGE_RESIZE_MODE)
+    mask = utils.resize_mask(mask, scale, padding, crop)
+
+    if augmentation is not None:
+        image_shape, mask_shape = image.shape, mask.shape
+        image, mask = apply_augmentation(augmentation, image, mask)
+        if image.shape != image_shape or mask.shape[:2] != mask_shape[:2]:
+            raise ValueError("Augmentation must not change the image size (use it for flips, rotations by 90 "
+                             "degrees on square inputs, affine warps and colour); got "
+                             f"{image_shape} -> {image.shape}")
+        mask = mask.astype(bool)
+
+    # Drop instances that vanished (cropped out or lost in resizing).
+    keep = np.sum(mask, axis=(0, 1)) > 0
+    mask = mask[:, :, keep]
+    class_ids = class_ids[keep]
+    bbox = utils.extract_bboxes(mask)
+
+    active_class_ids = np.zeros([dataset.num_classes], dtype=np.int32)
+    source_class_ids = dataset.source_class_ids[dataset.image_info[image_id]["source"]]
+    active_class_ids[source_class_ids] = 1
+    if use_mini_mask:
+        mask = utils.minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
+    image_meta = compose_image_meta(image_id, original_shape, image.shape, window, scale, active_class_ids)
+    return image, image_meta, class_ids, bbox.astype(np.int32), mask
+
+
+class MaskRCNNSequence(keras.utils.PyDataset):
+    """Training batches for :class:`mrcnn.network.MaskRCNNModel`, loaded by parallel worker threads.
+
+    One "epoch" is ``steps`` batches; images are visited in a shuffled order that continues across epochs, so
+    every image is seen equally often whatever STEPS_PER_EPOCH is.
+
+    Each item is a dict: ``input_image`` float32 [B, H, W, 3] (molded), ``input_image_meta`` [B, META],
+    ``input_gt_class_ids`` int32 [B, MAX_GT_INSTANCES], ``input_gt_boxes`` int32 [B, MAX_GT_INSTANCES, 4],
+    ``input_gt_masks`` bool [B, mh, mw, MAX_GT_INSTANCES].
+    """
+
+    def __init__(self, dataset, config, shuffle: bool = True, augmentation=None, steps: int | None = None,
+                 workers: int | None = None, seed: int | None = None, no_augmentation_sources=None,
+                 max_queue_size: int = 10):
+        workers = int(workers if workers is not None else getattr(config, "DATA_WORKERS", 2))
+        super().__init__(workers=max(workers, 1), use_multiprocessing=False, max_queue_size=max_queue_size)
+        if not len(dataset.image_ids):
+            raise ValueError("The dataset has no images (did you call dataset.prepare()?)")
+        self.dataset = dataset
+        self.config = config
+        self.shuffle = shuffle
+        self.augmentation = augmentation
+        self.no_augmentation_sources = set(no_augmentation_sources or [])
+        self.batch_size = int(config.BATCH_SIZE)
+        self.steps = int(steps) if steps else int(np.ceil(len(dataset.image_ids) / self.batch_size))
+        self.rng = np.random.default_rng(seed if seed is not None else getattr(config, "SEED", None))
+        self.epoch = 0
+        self._order = self._make_order(0)
+
+    def _make_order(self, epoch: int) -> np.ndarray:
+        ids = np.array(self.dataset.image_ids)
+        needed = (epoch + 1) * self.steps * self.batch_size
+        reps = int(np.ceil(needed / len(ids))) + 1
+        orders = []
+        rng = np.random.default_rng(self.rng.integers(1 << 31)) if self.shuffle else None
+        for _ in range(reps):
+            orders.append(rng.permutation(ids) if self.shuffle else ids)
+        return np.concatenate(orders)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._make_order(self.epoch)
+
+    def __getitem__(self, index: int):
+        cfg = self.config
+        start = (self.epoch * self.steps + index) * self.batch_size
+        ids = self._order[start:start + self.batch_size]
+        max_gt = int(cfg.MAX_GT_INSTANCES)
+        h, w = int(cfg.IMAGE_SHAPE[0]), int(cfg.IMAGE_SHAPE[1])
+        mh, mw = (cfg.MINI_MASK_SHAPE if cfg.USE_MINI_MASK else (h, w))
+        batch = {
+            "input_image": np.zeros([len(ids), h, w, int(cfg.IMAGE_SHAPE[2])], np.float32),
+            "input_image_meta": np.zeros([len(ids), cfg.IMAGE_META_SIZE], np.float32),
+            "input_gt_class_ids": np.zeros([len(ids), max_gt], np.int32),
+            "input_gt_boxes": np.zeros([len(ids), max_gt, 4], np.int32),
+            "input_gt_masks": np.zeros([len(ids), mh, mw, max_gt], bool),
+        }
+        # Each worker thread gets its own generator, derived from the batch position, so results are
+        # reproducible whatever the thread scheduling.
+        rng = np.random.default_rng([int(self.rng.bit_generator.seed_seq.entropy or 0) % (1 << 32), start])
+        for i, image_id in enumerate(ids):
+            source = self.dataset.image_info[image_id]["source"]
+            aug = None if source in self.no_augmentation_sources else self.augmentation
+            image, meta, class_ids, boxes, masks = load_image_gt(
+                self.dataset, cfg, image_id, augmentation=aug, use_mini_mask=cfg.USE_MINI_MASK)
+            if len(class_ids) > max_gt:
+                keep = rng.choice(len(class_ids), max_gt, replace=False)
+                class_ids, boxes, masks = class_ids[keep], boxes[keep], masks[..., keep]
+            n = len(class_ids)
+            batch["input_image"][i] = mold_image(image, cfg)
+            batch["input_image_meta"][i] = meta
+            batch["input_gt_class_ids"][i, :n] = class_ids
+            batch["input_gt_boxes"][i, :n] = boxes
+            batch["input_gt_masks"][i, :, :, :n] = masks
+        return batch
+
+
+def data_generator(dataset, config, shuffle=True, augmentation=None, batch_size=1, no_augmentation_sources=None,
+                   **unused):
+    """Endless generator of training batches (matterport's name); prefer :class:`MaskRCNNSequence`.
+
+    Yields the dicts of :class:`MaskRCNNSequence`, ``batch_size`` images each.
+    """
+
+    class _Cfg:
+        pass
+
+    cfg = _Cfg()
+    cfg.__dict__.update({k: getattr(config, k) for k in dir(config) if k.isupper()})
+    cfg.BATCH_SIZE = batch_size
+    seq = MaskRCNNSequence(dataset, cfg, shuffle=shuffle, augmentation=augmentation, workers=1,
+                           no_augmentation_sources=no_augmentation_sources)
+    while True:
+        for i in range(len(seq)):
+            yield seq[i]
+        seq.on_epoch_end()

@@ -1,0 +1,411 @@
+"""The matterport surface: ``MaskRCNN(mode, config, model_dir)`` and the module functions notebooks call.
+
+``MaskRCNN`` wraps :class:`mrcnn.network.MaskRCNNModel` (``self.keras_model``) with matterport's methods:
+``train``, ``detect``, ``detect_molded``, ``load_weights``, ``find_last``, ``get_imagenet_weights``,
+``set_log_dir``, ``run_graph``. A script written for matterport runs with its imports changed only.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import re
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import utils
+from .data import (MaskRCNNSequence, compose_image_meta, data_generator, load_image_gt, mold_image,
+                   parse_image_meta, unmold_image)
+from .losses import LOSS_NAMES
+from .network import MaskRCNNModel, model_kwargs
+
+__all__ = ["MaskRCNN", "log", "load_image_gt", "mold_image", "unmold_image", "compose_image_meta",
+           "parse_image_meta", "data_generator", "LAYER_PRESETS", "iter_layers"]
+
+logger = logging.getLogger(__name__)
+
+#: matterport's ``layers`` presets for ``train``, plus the light backbone's stage names.
+LAYER_PRESETS = {
+    "heads": r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "3+": r"(res3.*)|(bn3.*)|(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(light[345].*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "4+": r"(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(light[45].*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "5+": r"(res5.*)|(bn5.*)|(light5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "all": ".*",
+}
+
+
+def log(text, array=None):
+    """Print a text and, optionally, an array's shape, min, max and dtype (matterport's ``log``)."""
+    if array is not None:
+        array = np.asarray(array)
+        text = text.ljust(25)
+        text += f"shape: {str(array.shape):20}  "
+        if array.size:
+            text += f"min: {array.min():10.5f}  max: {array.max():10.5f}"
+        else:
+            text += f"min: {'':10}  max: {'':10}"
+        text += f"  {array.dtype}"
+    print(text)
+
+
+def iter_layers(model):
+    """Every layer of ``model``, nested ones included (depth first), containers before their children."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers") and layer.layers:
+            yield from iter_layers(layer)
+
+
+class MaskRCNN:
+    """Mask R-CNN with matterport's interface.
+
+    Args:
+        mode: "training" or "inference".
+        config: a :class:`mrcnn.config.Config` (subclass).
+        model_dir: where run directories with checkpoints and TensorBoard logs go.
+    """
+
+    def __init__(self, mode: str, config, model_dir: str):
+        if mode not in ("training", "inference"):
+            raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}")
+        self.mode = mode
+        self.config = config
+        self.model_dir = model_dir
+        self.epoch = 0
+        self.set_log_dir()
+        self.keras_model = self.build(mode=mode, config=config)
+        self._infer_fn = None
+
+    # ----------------------------------------------------------------------------------------------------
+    def build(self, mode, config) -> MaskRCNNModel:
+        """Build the Keras model (the same network for both modes)."""
+        h, w = config.IMAGE_SHAPE[:2]
+        if h / 2 ** 6 != int(h / 2 ** 6) or w / 2 ** 6 != int(w / 2 ** 6):
+            raise ValueError("Image size must be dividable by 2 at least 6 times to avoid fractions when "
+                             "downscaling and upscaling. For example, use 256, 320, 384, 448, 512, ... etc.")
+        if getattr(config, "MIXED_PRECISION", False):
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        else:
+            keras.mixed_precision.set_global_policy("float32")
+        return MaskRCNNModel(**model_kwargs(config))
+
+    # ----------------------------------------------------------------------------------------------------
+    # Checkpoints and logs.
+
+    def set_log_dir(self, model_path=None):
+        """Set the run directory and epoch counter; from a checkpoint path, continue that run."""
+        self.epoch = 0
+        now = datetime.datetime.now()
+        name = (self.config.NAME or "model").lower()
+        if model_path:
+            # .../<name>20171029T2315/mask_rcnn_<name>_0001.h5
+            regex = r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask\_rcnn\_[\w-]+(\d{4})\.h5"
+            m = re.match(regex, str(model_path).replace("\\", "/"))
+            if m:
+                now = datetime.datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)),
+                                        int(m.group(4)), int(m.group(5)))
+                # The checkpoint of epoch N was written after epoch N; training continues with N + 1.
+                self.epoch = int(m.group(6))
+                logger.info("Re-starting from epoch %d", self.epoch)
+        self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M}")
+        self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_*epoch*.h5").replace(
+            "*epoch*", "{epoch:04d}")
+
+    def find_last(self) -> str:
+        """The last checkpoint of the newest run directory of this config's NAME."""
+        key = (self.config.NAME or "model").lower()
+        dir_names = sorted(d for d in (next(os.walk(self.model_dir))[1] if os.path.isdir(self.model_dir) else [])
+                           if d.startswith(key))
+        if not dir_names:
+            import errno
+            raise FileNotFoundError(errno.ENOENT, f"Could not find model directory under {self.model_dir}")
+        # Newest run directory that holds a checkpoint.
+        for dir_name in reversed(dir_names):
+            dir_path = os.path.join(self.model_dir, dir_name)
+            checkpoints = sorted(f for f in os.listdir(dir_path)
+                                 if f.startswith("mask_rcnn") and f.endswith(".h5"))
+            if checkpoints:
+                return os.path.join(dir_path, checkpoints[-1])
+        import errno
+        raise FileNotFoundError(errno.ENOENT, f"Could not find weight files in {self.model_dir}/{dir_names[-1]}")
+
+    def load_weights(self, filepath, by_name: bool = False, exclude=None):
+        """Load weights from a matterport/Keras-2 .h5 file (or a checkpoint of this project) by layer name.
+
+        Args:
+            filepath: the .h5 file.
+            by_name: matterport's flag; layers are always matched by name here (matterport's files use the
+                same names), and with ``by_name=False`` every weighted layer of the model must be in the file.
+            exclude: layer names (or regular expressions) to skip, e.g. the class-specific heads when the
+                number of classes differs.
+
+        Returns:
+            The load report (what was loaded, skipped, excluded).
+        """
+        from . import weights
+
+        report = weights.load_weights(self.keras_model, filepath, by_name=by_name, exclude=exclude)
+        self.set_log_dir(filepath)
+        self._infer_fn = None
+        return report
+
+    def save_weights(self, filepath):
+        """Save the weights in matterport's .h5 layout (atomically)."""
+        from . import weights
+
+        weights.save_weights(self.keras_model, filepath)
+
+    def get_imagenet_weights(self) -> str:
+        """Path of the ImageNet ResNet-50 weights (downloaded to weights/ the first time)."""
+        from . import weights
+
+        return weights.get_imagenet_weights()
+
+    # ----------------------------------------------------------------------------------------------------
+    # Training.
+
+    def set_trainable(self, layer_regex: str, keras_model=None, indent=0, verbose=1):
+        """Make the layers whose name fully matches ``layer_regex`` trainable and freeze the rest."""
+        model = keras_model or self.keras_model
+        trainable_count = 0
+        for layer in iter_layers(model):
+            if hasattr(layer, "layers") and layer.layers:
+                continue  # Containers follow their children.
+            if not layer.weights:
+                continue
+            layer.trainable = bool(re.fullmatch(layer_regex, layer.name))
+            trainable_count += int(layer.trainable)
+            if layer.trainable and verbose > 1:
+                print(f"{' ' * indent}{layer.name:20}   ({layer.__class__.__name__})")
+        if verbose:
+            logger.info("%d weighted layers trainable for %r", trainable_count, layer_regex)
+        return trainable_count
+
+    def compile(self, learning_rate: float, momentum: float):
+        """SGD with momentum, gradient clipping and decoupled weight decay (not on BatchNorm gamma/beta)."""
+        cfg = self.config
+        optimizer = keras.optimizers.SGD(
+            learning_rate=learning_rate, momentum=momentum, clipnorm=cfg.GRADIENT_CLIP_NORM,
+            weight_decay=cfg.WEIGHT_DECAY or None)
+        if cfg.WEIGHT_DECAY:
+            optimizer.exclude_from_weight_decay(var_names=["gamma", "beta"])
+        self.keras_model.compile(optimizer=optimizer, jit_compile=bool(getattr(cfg, "JIT_COMPILE", False)))
+
+    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
+              custom_callbacks=None, no_augmentation_sources=None):
+        """Train up to epoch ``epochs`` (a total, as matterport), writing a checkpoint after every epoch.
+
+        Args:
+            train_dataset, val_dataset: prepared :class:`mrcnn.utils.Dataset` objects.
+            learning_rate: SGD learning rate.
+            epochs: the epoch to train up to (training resumes from ``self.epoch``).
+            layers: "heads", "3+", "4+", "5+", "all", or a regular expression of layer names.
+            augmentation: albumentations transform (or imgaug augmenter) applied to image and masks.
+            custom_callbacks: extra Keras callbacks.
+            no_augmentation_sources: dataset sources never augmented.
+        """
+        if self.mode != "training":
+            raise ValueError("Create the model in training mode to train it")
+        layer_regex = LAYER_PRESETS.get(layers, layers)
+        cfg = self.config
+        train_seq = MaskRCNNSequence(train_dataset, cfg, shuffle=True, augmentation=augmentation,
+                                     steps=cfg.STEPS_PER_EPOCH, no_augmentation_sources=no_augmentation_sources)
+        val_seq = None
+        if val_dataset is not None and cfg.VALIDATION_STEPS:
+            val_seq = MaskRCNNSequence(val_dataset, cfg, shuffle=True, steps=cfg.VALIDATION_STEPS,
+                                       seed=0 if cfg.SEED is None else cfg.SEED)
+        os.makedirs(self.log_dir, exist_ok=True)
+        callbacks = [
+            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
+            CheckpointCallback(self),
+        ] + list(custom_callbacks or [])
+
+        logger.info("Starting at epoch %d. LR=%s. Checkpoint path: %s", self.epoch, learning_rate,
+                    self.checkpoint_path)
+        self.set_trainable(layer_regex)
+        self.compile(learning_rate, cfg.LEARNING_MOMENTUM)
+        if self.epoch >= epochs:
+            logger.info("Already at epoch %d >= %d: nothing to train", self.epoch, epochs)
+            return None
+        history = self.keras_model.fit(
+            train_seq, initial_epoch=self.epoch, epochs=epochs, validation_data=val_seq, callbacks=callbacks,
+            verbose=1)
+        self.epoch = max(self.epoch, epochs)
+        self._infer_fn = None
+        return history
+
+    # ----------------------------------------------------------------------------------------------------
+    # Inference.
+
+    def mold_inputs(self, images):
+        """Resize and normalise images for the network.
+
+        Returns:
+            molded_images float32 [N, H, W, 3], image_metas [N, META], windows int32 [N, (y1, x1, y2, x2)].
+        """
+        cfg = self.config
+        molded, metas, windows = [], [], []
+        for image in images:
+            image = np.asarray(image)
+            if image.ndim == 2:
+                image = np.stack([image] * 3, axis=-1)
+            if image.ndim != 3 or image.shape[-1] not in (3, 4):
+                raise ValueError(f"Expected an RGB image [H, W, 3], got shape {image.shape}")
+            image = image[..., :3]
+            molded_image, window, scale, padding, crop = utils.resize_image(
+                image, min_dim=cfg.IMAGE_MIN_DIM, min_scale=cfg.IMAGE_MIN_SCALE, max_dim=cfg.IMAGE_MAX_DIM,
+                mode=cfg.IMAGE_RESIZE_MODE)
+            molded.append(mold_image(molded_image, cfg))
+            metas.append(compose_image_meta(0, image.shape, molded_image.shape, window, scale,
+                                            np.zeros([cfg.NUM_CLASSES], dtype=np.int32)))
+            windows.append(window)
+        return np.stack(molded), np.stack(metas), np.array(windows)
+
+    def unmold_detections(self, detections, class_probs, mrcnn_mask, original_image_shape, image_shape, window):
+        """One image's network outputs -> matterport's result dict at the original image size.
+
+        Args:
+            detections: [D, (y1, x1, y2, x2, class_id, score)] normalised.
+            class_probs: [D, C].
+            mrcnn_mask: [D, mask_h, mask_w] probabilities.
+            original_image_shape: [H, W, C] before resizing.
+            image_shape: [H, W, C] molded.
+            window: [4] pixel window of the real image inside the molded one.
+
+        Returns:
+            rois int32 [N, (y1, x1, y2, x2)], class_ids int32 [N], scores float32 [N], masks bool [H, W, N],
+            class_probs float32 [N, C].
+        """
+        n = int(np.sum(detections[:, 4] > 0))
+        boxes = detections[:n, :4]
+        class_ids = detections[:n, 4].astype(np.int32)
+        scores = detections[:n, 5].astype(np.float32)
+        masks = mrcnn_mask[:n]
+        probs = class_probs[:n].astype(np.float32)
+        # Normalised coordinates of the molded image -> normalised coordinates of the window -> pixels.
+        wy1, wx1, wy2, wx2 = utils.norm_boxes(window, image_shape[:2])
+        wh, ww = wy2 - wy1, wx2 - wx1
+        boxes = np.divide(boxes - np.array([wy1, wx1, wy1, wx1]), np.array([wh, ww, wh, ww]))
+        boxes = utils.denorm_boxes(boxes, original_image_shape[:2])
+        # Drop boxes with no area (they appear when a box is clipped to the window edge).
+        keep = np.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[0]
+        boxes, class_ids, scores, masks, probs = boxes[keep], class_ids[keep], scores[keep], masks[keep], probs[keep]
+        full_masks = [utils.unmold_mask(masks[i], boxes[i], original_image_shape) for i in range(len(boxes))]
+        full_masks = (np.stack(full_masks, axis=-1) if full_masks
+                      else np.zeros(tuple(original_image_shape[:2]) + (0,), dtype=bool))
+        return boxes.astype(np.int32), class_ids, scores, full_masks, probs
+
+    def _inference_fn(self):
+        if self._infer_fn is None:
+            h, w, c = (int(s) for s in self.config.IMAGE_SHAPE)
+            signature = [{
+                "input_image": tf.TensorSpec([None, h, w, c], tf.float32),
+                "input_image_meta": tf.TensorSpec([None, self.config.IMAGE_META_SIZE], tf.float32),
+            }]
+            model = self.keras_model
+            # One compiled function with a fixed signature: no retracing, memory flat over many calls.
+            self._infer_fn = tf.function(lambda inputs: model(inputs, training=False), input_signature=signature,
+                                         reduce_retracing=True)
+        return self._infer_fn
+
+    def run_inference(self, molded_images, image_metas) -> dict:
+        """Run the compiled inference graph; returns NumPy arrays (detections, class_probs, masks)."""
+        out = self._inference_fn()({"input_image": tf.convert_to_tensor(molded_images, tf.float32),
+                                    "input_image_meta": tf.convert_to_tensor(image_metas, tf.float32)})
+        return {k: v.numpy() for k, v in out.items()}
+
+    def detect(self, images, verbose=0):
+        """Detect instances in a list of images (any sizes).
+
+        Returns:
+            One dict per image: ``rois`` [N, (y1, x1, y2, x2)] pixels, ``class_ids`` [N], ``scores`` [N],
+            ``masks`` bool [H, W, N] at the original image size, and ``class_probs`` [N, NUM_CLASSES].
+        """
+        if self.mode != "inference":
+            raise ValueError("Create the model in inference mode to detect")
+        if verbose:
+            log(f"Processing {len(images)} images")
+            for image in images:
+                log("image", image)
+        molded, metas, windows = self.mold_inputs(images)
+        if verbose:
+            log("molded_images", molded)
+            log("image_metas", metas)
+        out = self.run_inference(molded, metas)
+        return self._unmold_all(out, [np.asarray(im).shape for im in images], molded.shape, windows)
+
+    def _unmold_all(self, out, original_shapes, molded_shape, windows):
+        results = []
+        for i, shape in enumerate(original_shapes):
+            rois, class_ids, scores, masks, probs = self.unmold_detections(
+                out["detections"][i], out["class_probs"][i], out["masks"][i], shape, molded_shape[1:], windows[i])
+            results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks,
+                            "class_probs": probs})
+        return results
+
+    def detect_molded(self, molded_images, image_metas, verbose=0):
+        """Detect on images already molded (e.g. from :func:`load_image_gt` + :func:`mold_image`).
+
+        Returns results at the molded image size (the window is the whole image unless the metas say otherwise).
+        """
+        if self.mode != "inference":
+            raise ValueError("Create the model in inference mode to detect")
+        molded_images = np.asarray(molded_images, dtype=np.float32)
+        out = self.run_inference(molded_images, image_metas)
+        meta = parse_image_meta(np.asarray(image_metas))
+        shapes = [tuple(s) for s in meta["image_shape"]]
+        return self._unmold_all(out, shapes, molded_images.shape, meta["window"])
+
+    def get_anchors(self, image_shape=None):
+        """Pixel anchors [A, (y1, x1, y2, x2)] of the model's input shape."""
+        shape = image_shape if image_shape is not None else self.config.IMAGE_SHAPE
+        return utils.denorm_boxes(self.keras_model.anchors, shape[:2])
+
+    def run_graph(self, images, outputs=None):
+        """Intermediate outputs for debugging (matterport's ``run_graph``, in eager TF2).
+
+        Args:
+            images: list of images.
+            outputs: names to return, from ``features`` (P2..P6), ``rpn_class``, ``rpn_bbox``, ``proposals``,
+                ``mrcnn_class``, ``mrcnn_bbox``, ``detections``, ``masks``; all when None.
+
+        Returns:
+            dict name -> NumPy array.
+        """
+        molded, metas, _ = self.mold_inputs(images)
+        model = self.keras_model
+        x = tf.convert_to_tensor(molded)
+        feats = model.features(x)
+        _, rpn_probs, rpn_bbox = model.rpn_outputs(feats)
+        proposals = model.proposals_inference(rpn_probs, rpn_bbox, tf.constant(model.anchors))
+        _, probs, deltas = model.classify(proposals, feats)
+        out = model({"input_image": x, "input_image_meta": tf.convert_to_tensor(metas)})
+        result = {"features": [f.numpy() for f in feats], "rpn_class": rpn_probs.numpy(),
+                  "rpn_bbox": rpn_bbox.numpy(), "proposals": proposals.numpy(), "mrcnn_class": probs.numpy(),
+                  "mrcnn_bbox": deltas.numpy(), "detections": out["detections"].numpy(),
+                  "masks": out["masks"].numpy()}
+        if outputs is None:
+            return result
+        names = [o[0] if isinstance(o, (tuple, list)) else o for o in outputs]
+        return {name: result[name] for name in names}
+
+
+class CheckpointCallback(keras.callbacks.Callback):
+    """Write ``mask_rcnn_<name>_<epoch:04d>.h5`` after every epoch, atomically, in matterport's layout."""
+
+    def __init__(self, mrcnn: MaskRCNN):
+        super().__init__()
+        self.mrcnn = mrcnn
+
+    def on_epoch_end(self, epoch, logs=None):
+        from . import weights
+
+        path = self.mrcnn.checkpoint_path.format(epoch=epoch + 1)
+        weights.save_weights(self.mrcnn.keras_model, path)
+        self.mrcnn.epoch = epoch + 1
+        logger.info("Saved %s", path)
+
+

@@ -1,0 +1,262 @@
+"""``MaskRCNNModel``: the Keras model, one for training and inference.
+
+- ``call(inputs)`` is the inference graph: image + meta -> detections, class probabilities and masks.
+- ``train_step`` / ``test_step`` compute the RPN and head targets from the ground truth, run the heads on the
+  sampled ROIs, and return the five losses (computed by :mod:`mrcnn.losses`).
+
+The model never reads a Config: :func:`model_kwargs` turns a Config into constructor arguments once, and
+``get_config`` returns them, so the model saves to ``.keras`` and exports as a SavedModel.
+
+Inputs (dict keys):
+
+- ``input_image``: float32 [B, H, W, 3], molded (mean pixel subtracted).
+- ``input_image_meta``: float32 [B, 12 + NUM_CLASSES] (see :func:`mrcnn.data.compose_image_meta`).
+- training only: ``input_gt_class_ids`` int32 [B, G] (0 padding), ``input_gt_boxes`` [B, G, (y1, x1, y2, x2)]
+  pixels, ``input_gt_masks`` bool [B, mh, mw, G] (mini masks when USE_MINI_MASK).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .anchors import get_anchors
+from .backbone import build_backbone
+from .boxes import norm_boxes_tf
+from .detection import DetectionLayer
+from .heads import build_box_head, build_mask_head, build_rpn_model
+from .losses import LOSS_NAMES, mask_rcnn_losses
+from .proposals import ProposalLayer
+from .roi_align import PyramidROIAlign
+from .targets import detection_targets, rpn_targets
+
+__all__ = ["MaskRCNNModel", "model_kwargs"]
+
+
+def model_kwargs(config) -> dict:
+    """Constructor arguments of :class:`MaskRCNNModel` from a :class:`mrcnn.config.Config`."""
+    backbone = config.BACKBONE
+    if callable(backbone) and config.COMPUTE_BACKBONE_SHAPE is None:
+        pass  # The pyramid shapes come from the strides; a custom backbone must keep them.
+    return dict(
+        num_classes=int(config.NUM_CLASSES),
+        image_shape=[int(s) for s in config.IMAGE_SHAPE],
+        backbone=backbone,
+        pyramid_size=int(config.TOP_DOWN_PYRAMID_SIZE),
+        fc_size=int(config.FPN_CLASSIF_FC_LAYERS_SIZE),
+        backbone_strides=[int(s) for s in config.BACKBONE_STRIDES],
+        anchor_scales=[float(s) for s in config.RPN_ANCHOR_SCALES],
+        anchor_ratios=[float(r) for r in config.RPN_ANCHOR_RATIOS],
+        anchor_stride=int(config.RPN_ANCHOR_STRIDE),
+        rpn_nms_threshold=float(config.RPN_NMS_THRESHOLD),
+        rpn_train_anchors_per_image=int(config.RPN_TRAIN_ANCHORS_PER_IMAGE),
+        pre_nms_limit=int(config.PRE_NMS_LIMIT),
+        post_nms_rois_training=int(config.POST_NMS_ROIS_TRAINING),
+        post_nms_rois_inference=int(config.POST_NMS_ROIS_INFERENCE),
+        rpn_bbox_std_dev=[float(s) for s in config.RPN_BBOX_STD_DEV],
+        bbox_std_dev=[float(s) for s in config.BBOX_STD_DEV],
+        pool_size=int(config.POOL_SIZE),
+        mask_pool_size=int(config.MASK_POOL_SIZE),
+        mask_shape=[int(s) for s in config.MASK_SHAPE],
+        train_rois_per_image=int(config.TRAIN_ROIS_PER_IMAGE),
+        roi_positive_ratio=float(config.ROI_POSITIVE_RATIO),
+        detection_max_instances=int(config.DETECTION_MAX_INSTANCES),
+        detection_min_confidence=float(config.DETECTION_MIN_CONFIDENCE),
+        detection_nms_threshold=float(config.DETECTION_NMS_THRESHOLD),
+        use_mini_mask=bool(config.USE_MINI_MASK),
+        mask_head_depth=int(getattr(config, "MASK_HEAD_DEPTH", 256)),
+        proposals_append_gt=bool(getattr(config, "PROPOSALS_APPEND_GT", True)),
+        train_bn=config.TRAIN_BN,
+        loss_weights={k: float(v) for k, v in config.LOSS_WEIGHTS.items()},
+        seed=getattr(config, "SEED", None),
+    )
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class MaskRCNNModel(keras.Model):
+    """Mask R-CNN with an FPN backbone. See the module docstring for inputs and outputs."""
+
+    def __init__(self, num_classes: int, image_shape, backbone="resnet101", pyramid_size: int = 256,
+                 fc_size: int = 1024, backbone_strides=(4, 8, 16, 32, 64),
+                 anchor_scales=(32, 64, 128, 256, 512), anchor_ratios=(0.5, 1, 2), anchor_stride: int = 1,
+                 rpn_nms_threshold: float = 0.7, rpn_train_anchors_per_image: int = 256,
+                 pre_nms_limit: int = 6000, post_nms_rois_training: int = 2000,
+                 post_nms_rois_inference: int = 1000, rpn_bbox_std_dev=(0.1, 0.1, 0.2, 0.2),
+                 bbox_std_dev=(0.1, 0.1, 0.2, 0.2), pool_size: int = 7, mask_pool_size: int = 14,
+                 mask_shape=(28, 28), train_rois_per_image: int = 200, roi_positive_ratio: float = 0.33,
+                 detection_max_instances: int = 100, detection_min_confidence: float = 0.7,
+                 detection_nms_threshold: float = 0.3, use_mini_mask: bool = True,
+                 proposals_append_gt: bool = True, mask_head_depth: int = 256, train_bn=False, loss_weights=None, seed=None, **kwargs):
+        kwargs.setdefault("name", "mask_rcnn")
+        super().__init__(**kwargs)
+        self.settings = dict(
+            num_classes=num_classes, image_shape=list(image_shape), backbone=backbone, pyramid_size=pyramid_size,
+            fc_size=fc_size, backbone_strides=list(backbone_strides), anchor_scales=list(anchor_scales),
+            anchor_ratios=list(anchor_ratios), anchor_stride=anchor_stride, rpn_nms_threshold=rpn_nms_threshold,
+            rpn_train_anchors_per_image=rpn_train_anchors_per_image, pre_nms_limit=pre_nms_limit,
+            post_nms_rois_training=post_nms_rois_training, post_nms_rois_inference=post_nms_rois_inference,
+            rpn_bbox_std_dev=list(rpn_bbox_std_dev), bbox_std_dev=list(bbox_std_dev), pool_size=pool_size,
+            mask_pool_size=mask_pool_size, mask_shape=list(mask_shape), train_rois_per_image=train_rois_per_image,
+            roi_positive_ratio=roi_positive_ratio, detection_max_instances=detection_max_instances,
+            detection_min_confidence=detection_min_confidence, detection_nms_threshold=detection_nms_threshold,
+            use_mini_mask=use_mini_mask, proposals_append_gt=proposals_append_gt,
+            mask_head_depth=mask_head_depth, train_bn=train_bn,
+            loss_weights=dict(loss_weights or {name: 1.0 for name in LOSS_NAMES}), seed=seed)
+        s = self.settings
+        self.num_classes = int(num_classes)
+        self.image_shape = tuple(int(v) for v in image_shape)
+        self.anchors = get_anchors(self.image_shape, s["anchor_scales"], s["anchor_ratios"],
+                                   s["backbone_strides"], anchor_stride).astype(np.float32)
+
+        self.backbone = build_backbone(self.image_shape, backbone, pyramid_size, train_bn)
+        self.rpn = build_rpn_model(anchor_stride, len(s["anchor_ratios"]), pyramid_size)
+        self.box_head = build_box_head(pool_size, pyramid_size, num_classes, fc_size, train_bn)
+        self.mask_head = build_mask_head(mask_pool_size, pyramid_size, num_classes, train_bn, mask_head_depth)
+        self.roi_align = PyramidROIAlign(pool_size, self.image_shape, name="roi_align_classifier")
+        self.mask_roi_align = PyramidROIAlign(mask_pool_size, self.image_shape, name="roi_align_mask")
+        self.proposals_training = ProposalLayer(post_nms_rois_training, rpn_nms_threshold, pre_nms_limit,
+                                                rpn_bbox_std_dev, name="ROI")
+        self.proposals_inference = ProposalLayer(post_nms_rois_inference, rpn_nms_threshold, pre_nms_limit,
+                                                 rpn_bbox_std_dev, name="ROI_inference")
+        self.detection = DetectionLayer(detection_max_instances, detection_min_confidence,
+                                        detection_nms_threshold, bbox_std_dev, name="mrcnn_detection")
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in ("loss",) + LOSS_NAMES}
+        # Every sub-network is a functional model, built at construction.
+        self.built = True
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self.settings)
+        if callable(config["backbone"]):
+            raise TypeError("A model with a callable BACKBONE cannot be serialised; save its weights instead")
+        return config
+
+    @property
+    def metrics(self):
+        return list(self.loss_trackers.values())
+
+    # ----------------------------------------------------------------------------------------------------
+    # Pieces of the forward pass.
+
+    def features(self, images, training=False):
+        """[P2, P3, P4, P5, P6] feature maps of molded images."""
+        return self.backbone(images, training=training)
+
+    def rpn_outputs(self, feature_maps, training=False):
+        """RPN on every level, concatenated: logits [B, A, 2], probs [B, A, 2], deltas [B, A, 4]."""
+        outputs = [self.rpn(p, training=training) for p in feature_maps]
+        return [tf.concat([o[i] for o in outputs], axis=1) for i in range(3)]
+
+    def classify(self, rois, feature_maps, training=False):
+        """Box head on [B, N, 4] ROIs: logits [B, N, C], probs [B, N, C], deltas [B, N, C, 4]."""
+        batch, n = tf.shape(rois)[0], tf.shape(rois)[1]
+        pooled = self.roi_align(rois, feature_maps[:4])  # [B*N, pool, pool, depth]
+        logits, probs, deltas = self.box_head(pooled, training=training)
+        c = self.num_classes
+        return (tf.reshape(logits, [batch, n, c]), tf.reshape(probs, [batch, n, c]),
+                tf.reshape(deltas, [batch, n, c, 4]))
+
+    def window(self, image_meta):
+        """Normalised window [B, 4] of the real image inside the molded one, from the image meta."""
+        return norm_boxes_tf(tf.cast(image_meta[:, 7:11], tf.float32), self.image_shape[:2])
+
+    # ----------------------------------------------------------------------------------------------------
+    # Inference.
+
+    def call(self, inputs, training=False):
+        """Inference: ``{"input_image", "input_image_meta"}`` -> dict with
+
+        - ``detections`` [B, D, (y1, x1, y2, x2, class_id, score)] normalised, zero-padded;
+        - ``class_probs`` [B, D, C];
+        - ``masks`` [B, D, mask_h, mask_w] probabilities of each detection's own class.
+        """
+        images = inputs["input_image"]
+        image_meta = inputs["input_image_meta"]
+        feature_maps = self.features(images, training=False)
+        _, rpn_probs, rpn_bbox = self.rpn_outputs(feature_maps)
+        proposals = self.proposals_inference(rpn_probs, rpn_bbox, tf.constant(self.anchors))
+        _, probs, deltas = self.classify(proposals, feature_maps)
+        detections, class_probs = self.detection(proposals, probs, deltas, self.window(image_meta))
+
+        # Masks only for the real detections (usually far fewer than D): gather them into a flat batch.
+        class_ids = tf.cast(detections[..., 4], tf.int32)
+        where = tf.cast(tf.where(class_ids > 0), tf.int32)  # [K, (batch, slot)]
+        boxes = tf.gather_nd(detections[..., :4], where)
+        pooled = self.mask_roi_align(boxes, feature_maps[:4], box_indices=where[:, 0])
+        # One zero row is appended and dropped again: convolutions on an empty batch (no detections) fail
+        # on some CPU kernels.
+        k = tf.shape(pooled)[0]
+        pooled = tf.concat([pooled, tf.zeros(
+            tf.concat([[1], tf.shape(pooled)[1:]], 0), pooled.dtype)], axis=0)
+        logits = self.mask_head(pooled, training=False)[:k]  # [K, h, w, C]
+        # Keep each detection's own class: [K, h, w, C] -> [K, C, h, w] -> [K, h, w].
+        logits = tf.gather(tf.transpose(logits, [0, 3, 1, 2]), tf.gather_nd(class_ids, where), batch_dims=1)
+        batch = tf.shape(detections)[0]
+        mh, mw = self.settings["mask_shape"]
+        masks = tf.scatter_nd(where, tf.sigmoid(logits),
+                              tf.stack([batch, self.settings["detection_max_instances"], mh, mw]))
+        return {"detections": detections, "class_probs": class_probs, "masks": masks}
+
+    # ----------------------------------------------------------------------------------------------------
+    # Training.
+
+    def compute_losses(self, inputs, training=True) -> dict:
+        """The five losses for a batch with ground truth (see the module docstring for the inputs)."""
+        s = self.settings
+        images = inputs["input_image"]
+        gt_class_ids = tf.cast(inputs["input_gt_class_ids"], tf.int32)
+        valid = tf.cast(tf.not_equal(gt_class_ids, 0), tf.float32)[..., None]
+        gt_boxes = norm_boxes_tf(inputs["input_gt_boxes"], self.image_shape[:2]) * valid
+        # [B, mh, mw, G] (matterport's layout) -> [B, G, mh, mw].
+        gt_masks = tf.transpose(tf.cast(inputs["input_gt_masks"], tf.float32), [0, 3, 1, 2])
+        anchors = tf.constant(self.anchors)
+
+        feature_maps = self.features(images, training=training)
+        rpn_class_logits, rpn_probs, rpn_bbox = self.rpn_outputs(feature_maps, training=training)
+        rpn_match, rpn_deltas = rpn_targets(
+            anchors, gt_class_ids, gt_boxes, s["rpn_train_anchors_per_image"], std_dev=s["rpn_bbox_std_dev"],
+            seed=self.seed_generator)
+        proposals = self.proposals_training(rpn_probs, rpn_bbox, anchors)
+        targets = detection_targets(
+            proposals, gt_class_ids, gt_boxes, gt_masks, s["train_rois_per_image"], s["roi_positive_ratio"],
+            s["mask_shape"], s["bbox_std_dev"], s["use_mini_mask"], s["proposals_append_gt"],
+            seed=self.seed_generator)
+        class_logits, _, pred_deltas = self.classify(targets["rois"], feature_maps, training=training)
+        # The mask head only sees the positive slots.
+        positives = targets["rois"][:, : targets["deltas"].shape[1]]
+        batch, p = tf.shape(positives)[0], tf.shape(positives)[1]
+        pooled = self.mask_roi_align(positives, feature_maps[:4])
+        mask_logits = self.mask_head(pooled, training=training)
+        mh, mw = s["mask_shape"]
+        mask_logits = tf.reshape(mask_logits, [batch, p, mh, mw, self.num_classes])
+        return mask_rcnn_losses(rpn_match, rpn_deltas, rpn_class_logits, rpn_bbox, targets, class_logits,
+                                pred_deltas, mask_logits)
+
+    def _total(self, losses):
+        weights = self.settings["loss_weights"]
+        return tf.add_n([losses[name] * weights.get(name, 1.0) for name in LOSS_NAMES])
+
+    def _update_trackers(self, losses, total):
+        self.loss_trackers["loss"].update_state(total)
+        for name in LOSS_NAMES:
+            self.loss_trackers[name].update_state(losses[name])
+        return {name: tracker.result() for name, tracker in self.loss_trackers.items()}
+
+    def train_step(self, data):
+        inputs = data[0] if isinstance(data, (tuple, list)) else data
+        with tf.GradientTape() as tape:
+            losses = self.compute_losses(inputs, training=True)
+            total = self._total(losses)
+            scaled = self.optimizer.scale_loss(total)
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(
+            [(g, v) for g, v in zip(grads, variables) if g is not None])
+        return self._update_trackers(losses, total)
+
+    def test_step(self, data):
+        inputs = data[0] if isinstance(data, (tuple, list)) else data
+        losses = self.compute_losses(inputs, training=False)
+        return self._update_trackers(losses, self._total(losses))
