@@ -1,0 +1,83 @@
+"""Configurations for skin-lesion segmentation and classification.
+
+- :class:`LesionConfig`: GPU training from matterport's COCO weights (ResNet-101 by default, 1024 px).
+- :class:`LightLesionConfig`: the light backbone at 320 px, trained from scratch; runs on a CPU.
+
+Classes: ``classes="lesion"`` gives one class (``lesion``); ``classes="diagnosis"`` the ISIC 2017 Part 3
+diagnoses ``melanoma``, ``seborrheic_keratosis``, ``nevus`` (both label columns 0 = nevus).
+"""
+
+from __future__ import annotations
+
+from mrcnn.config import Config
+
+from .datasets import DIAGNOSIS_CLASSES, LESION_CLASSES
+
+__all__ = ["LesionConfig", "LightLesionConfig", "class_names", "make_config"]
+
+
+def class_names(classes: str) -> list[str]:
+    """Class names (without background) for ``"lesion"`` or ``"diagnosis"``."""
+    if classes == "lesion":
+        return list(LESION_CLASSES)
+    if classes == "diagnosis":
+        return list(DIAGNOSIS_CLASSES)
+    raise ValueError(f"classes must be 'lesion' or 'diagnosis', got {classes!r}")
+
+
+class LesionConfig(Config):
+    """Fine-tuning from COCO weights on a GPU."""
+
+    NAME = "lesion"
+    IMAGES_PER_GPU = 2
+    NUM_CLASSES = 1 + 1
+    BACKBONE = "resnet101"
+    IMAGE_MIN_DIM = 1024
+    IMAGE_MAX_DIM = 1024
+    # One large lesion per image: no need for the smallest anchors' fine detail, fewer ROIs.
+    RPN_ANCHOR_SCALES = (64, 128, 256, 512, 1024)
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 128
+    POST_NMS_ROIS_TRAINING = 1000
+    POST_NMS_ROIS_INFERENCE = 500
+    TRAIN_ROIS_PER_IMAGE = 100
+    MAX_GT_INSTANCES = 4
+    DETECTION_MAX_INSTANCES = 10
+    DETECTION_MIN_CONFIDENCE = 0.5
+    STEPS_PER_EPOCH = 100
+    VALIDATION_STEPS = 10
+    LEARNING_RATE = 0.001
+    # A lesion fills much of the image: a finer mask keeps its border (28 x 28 is coarse at 1024 px).
+    MASK_POOL_SIZE = 14
+    MASK_SHAPE = [28, 28]
+    SEED = 2017
+
+
+class LightLesionConfig(LesionConfig):
+    """The light backbone at 320 px, trained from scratch on a CPU."""
+
+    NAME = "lesion_light"
+    IMAGES_PER_GPU = 4
+    BACKBONE = "light"
+    IMAGE_MIN_DIM = 320
+    IMAGE_MAX_DIM = 320
+    RPN_ANCHOR_SCALES = (20, 40, 80, 160, 320)
+    TOP_DOWN_PYRAMID_SIZE = 128
+    FPN_CLASSIF_FC_LAYERS_SIZE = 256
+    MASK_HEAD_DEPTH = 128
+    PRE_NMS_LIMIT = 2000
+    POST_NMS_ROIS_TRAINING = 300
+    POST_NMS_ROIS_INFERENCE = 200
+    TRAIN_ROIS_PER_IMAGE = 64
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 128
+    LEARNING_RATE = 0.01
+    TRAIN_BN = None  # From scratch: BatchNorm learns its statistics.
+    MINI_MASK_SHAPE = (56, 56)
+
+
+def make_config(light: bool = False, classes: str = "lesion", **overrides) -> Config:
+    """A config instance for the chosen classes, with attribute overrides (e.g. ``IMAGES_PER_GPU=1``)."""
+    base = LightLesionConfig if light else LesionConfig
+    attrs = {"NUM_CLASSES": 1 + len(class_names(classes))}
+    attrs.update(overrides)
+    cls = type(base.__name__, (base,), attrs)
+    return cls()
