@@ -300,11 +300,7 @@ class MaskRCNN:
 
     def _inference_fn(self):
         if self._infer_fn is None:
-            h, w, c = (int(s) for s in self.config.IMAGE_SHAPE)
-            signature = [{
-                "input_image": tf.TensorSpec([None, h, w, c], tf.float32),
-                "input_image_meta": tf.TensorSpec([None, self.config.IMAGE_META_SIZE], tf.float32),
-            }]
+            signature = self.input_signature()
             model = self.keras_model
             # One compiled function with a fixed signature: no retracing, memory flat over many calls.
             self._infer_fn = tf.function(lambda inputs: model(inputs, training=False), input_signature=signature,
@@ -358,6 +354,26 @@ class MaskRCNN:
         meta = parse_image_meta(np.asarray(image_metas))
         shapes = [tuple(s) for s in meta["image_shape"]]
         return self._unmold_all(out, shapes, molded_images.shape, meta["window"])
+
+    def input_signature(self) -> list[dict]:
+        """The inference graph's input signature (any batch size, the config's image shape)."""
+        h, w, c = (int(s) for s in self.config.IMAGE_SHAPE)
+        return [{
+            "input_image": tf.TensorSpec([None, h, w, c], tf.float32, name="input_image"),
+            "input_image_meta": tf.TensorSpec([None, self.config.IMAGE_META_SIZE], tf.float32,
+                                              name="input_image_meta"),
+        }]
+
+    def export(self, filepath: str):
+        """Export the inference graph as a TF SavedModel (endpoint ``serve``: molded images + metas in,
+        ``detections``, ``class_probs``, ``masks`` out) for TF Serving, TFLite conversion or ONNX tools."""
+        self.keras_model.export(filepath, format="tf_saved_model", verbose=False,
+                                input_signature=self.input_signature())
+
+    def save(self, filepath: str):
+        """Save the whole model (architecture and weights) as a ``.keras`` file; reload it with
+        ``keras.models.load_model(filepath)`` after ``import mrcnn.network``."""
+        self.keras_model.save(filepath)
 
     def get_anchors(self, image_shape=None):
         """Pixel anchors [A, (y1, x1, y2, x2)] of the model's input shape."""

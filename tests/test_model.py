@@ -1,0 +1,247 @@
+"""Model-level tests: matterport weight files, checkpoints and resuming, saving/exporting, detect()."""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mrcnn import model as modellib
+from mrcnn import weights as weightslib
+from mrcnn.config import Config
+from samples.shapes import ShapesConfig, ShapesDataset
+from tests.h5_layout import layout_totals, matterport_layout, weighted_groups, write_matterport_h5
+
+HEADS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
+
+
+class CocoLikeConfig(Config):
+    NAME = "coco_like"
+    NUM_CLASSES = 81
+    IMAGES_PER_GPU = 1
+    IMAGE_MIN_DIM = 256
+    IMAGE_MAX_DIM = 256
+
+
+def _leaf_values(model) -> dict[str, list[np.ndarray]]:
+    """Layer name -> variable values, for every layer that owns variables (rpn_model as one group)."""
+    out = {}
+
+    def walk(container):
+        for layer in container.layers:
+            if layer.name == "rpn_model":
+                out["rpn_model"] = [v.numpy() for v in layer.weights]
+            elif hasattr(layer, "layers") and layer.layers:
+                walk(layer)
+            elif layer.weights:
+                out[layer.name] = [v.numpy() for v in layer.weights]
+
+    walk(model)
+    return out
+
+
+@pytest.fixture(scope="module")
+def coco_file(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("h5") / "mask_rcnn_coco.h5")
+    layout = matterport_layout("resnet101", 81)
+    values = write_matterport_h5(path, layout, np.random.default_rng(0))
+    return path, layout, values
+
+
+def _expected(layout, values):
+    """Group name -> list of arrays in the group's weight order."""
+    expected = {}
+    for group, weights in weighted_groups(layout):
+        expected[group] = [values[f"{group}/{name}"] for name, _ in weights]
+    return expected
+
+
+def test_matterport_file_has_the_documented_size(coco_file):
+    _, layout, _ = coco_file
+    groups, datasets, count = layout_totals(layout)
+    assert (groups, datasets, count) == (233, 690, 64_158_584)
+
+
+def test_resnet101_coco_file_loads_every_layer_by_name(coco_file):
+    path, layout, values = coco_file
+    model = modellib.MaskRCNN("inference", CocoLikeConfig(), model_dir="unused")
+    report = model.load_weights(path, by_name=True)
+    assert len(report.loaded) == 233
+    assert not report.model_only and not report.mismatched
+    expected = _expected(layout, values)
+    got = _leaf_values(model.keras_model)
+    assert set(expected) == set(got)
+    total = 0
+    for name, arrays in expected.items():
+        assert len(arrays) == len(got[name]), name
+        for want, have in zip(arrays, got[name]):
+            np.testing.assert_array_equal(have, want.astype(have.dtype), err_msg=name)
+            total += want.size
+    assert total == 64_158_584
+
+
+def test_coco_file_into_two_classes_with_heads_excluded(coco_file):
+    path, layout, values = coco_file
+    config = CocoLikeConfig()
+    config.NUM_CLASSES = 2
+    config.__init__()
+    model = modellib.MaskRCNN("inference", config, model_dir="unused")
+    heads_before = {n: [w.copy() for w in ws] for n, ws in _leaf_values(model.keras_model).items() if n in HEADS}
+    report = model.load_weights(path, by_name=True, exclude=HEADS)
+    expected = _expected(layout, values)
+    got = _leaf_values(model.keras_model)
+    for name, arrays in expected.items():
+        if name in HEADS:
+            # Freshly initialised, shaped for 2 classes, untouched by the file.
+            for before, have in zip(heads_before[name], got[name]):
+                np.testing.assert_array_equal(before, have)
+            continue
+        for want, have in zip(arrays, got[name]):
+            np.testing.assert_array_equal(have, want.astype(have.dtype), err_msg=name)
+    assert got["mrcnn_class_logits"][0].shape == (1024, 2)
+    assert got["mrcnn_bbox_fc"][0].shape == (1024, 8)
+    assert got["mrcnn_mask"][0].shape == (1, 1, 256, 2)
+    assert set(report.excluded) >= {"mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask"}
+
+
+def test_coco_file_into_two_classes_without_exclude_names_the_heads(coco_file):
+    path, _, _ = coco_file
+    config = CocoLikeConfig()
+    config.NUM_CLASSES = 2
+    config.__init__()
+    model = modellib.MaskRCNN("inference", config, model_dir="unused")
+    with pytest.raises(weightslib.WeightsMismatchError, match="mrcnn_class_logits"):
+        model.load_weights(path, by_name=True)
+
+
+def test_resnet50_loading_resnet101_file_reports_skipped_blocks(coco_file):
+    path, _, _ = coco_file
+    config = CocoLikeConfig()
+    config.BACKBONE = "resnet50"
+    model = modellib.MaskRCNN("inference", config, model_dir="unused")
+    report = model.load_weights(path, by_name=True)
+    skipped = set(report.file_only)
+    assert "res4g_branch2a" in skipped and "res4w_branch2c" in skipped
+    assert "res4f_branch2a" in report.loaded
+
+
+# --------------------------------------------------------------------------------------------------------
+# Training: checkpoints, resuming.
+
+
+class TinyShapesConfig(ShapesConfig):
+    NAME = "tiny"
+    IMAGES_PER_GPU = 2
+    STEPS_PER_EPOCH = 2
+    VALIDATION_STEPS = 1
+    DATA_WORKERS = 1
+
+
+def _shapes(count, seed):
+    ds = ShapesDataset()
+    ds.load_shapes(count, 128, 128, seed=seed)
+    ds.prepare()
+    return ds
+
+
+def test_checkpoint_is_written_each_epoch_and_training_resumes(tmp_path):
+    config = TinyShapesConfig()
+    train, val = _shapes(6, 1), _shapes(2, 2)
+    model = modellib.MaskRCNN("training", config, model_dir=str(tmp_path))
+    model.train(train, val, learning_rate=0.01, epochs=1, layers="all")
+    last = model.find_last()
+    assert os.path.basename(last) == "mask_rcnn_tiny_0001.h5"
+    run_dir = os.path.dirname(last)
+    assert any(f.startswith("events.out.tfevents") or os.path.isdir(os.path.join(run_dir, f))
+               for f in os.listdir(run_dir)), "TensorBoard logs missing"
+    with h5py.File(last, "r") as f:
+        assert "rpn_model" in f and "mrcnn_mask_conv1" in f
+
+    resumed = modellib.MaskRCNN("training", config, model_dir=str(tmp_path))
+    resumed.load_weights(resumed.find_last(), by_name=True)
+    assert resumed.epoch == 1
+    assert resumed.log_dir == run_dir
+    for a, b in zip(model.keras_model.weights, resumed.keras_model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    first_mtime = os.path.getmtime(last)
+    resumed.train(train, val, learning_rate=0.01, epochs=2, layers="heads")
+    assert os.path.basename(resumed.find_last()) == "mask_rcnn_tiny_0002.h5"
+    assert os.path.dirname(resumed.find_last()) == run_dir
+    assert os.path.getmtime(last) == first_mtime
+    assert resumed.epoch == 2
+
+
+def test_layer_presets_freeze_the_backbone(tmp_path):
+    model = modellib.MaskRCNN("training", TinyShapesConfig(), model_dir=str(tmp_path))
+    model.set_trainable(modellib.LAYER_PRESETS["heads"], verbose=0)
+    trainable = {v.path.split("/")[-2] for v in model.keras_model.trainable_variables}
+    assert "fpn_p2" in trainable and "mrcnn_mask" in trainable and "rpn_conv_shared" in trainable
+    assert not any(name.startswith("light") for name in trainable)
+    model.set_trainable(modellib.LAYER_PRESETS["4+"], verbose=0)
+    trainable = {v.path.split("/")[-2] for v in model.keras_model.trainable_variables}
+    assert any(name.startswith("light4") for name in trainable)
+    assert not any(name.startswith("light3") for name in trainable)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Inference: detect, save / load, export.
+
+
+class TinyInferenceConfig(ShapesConfig):
+    NAME = "tiny"
+    IMAGES_PER_GPU = 1
+    DETECTION_MIN_CONFIDENCE = 0.0  # An untrained model still returns detections.
+
+
+@pytest.fixture(scope="module")
+def inference_model():
+    keras.utils.set_random_seed(3)
+    return modellib.MaskRCNN("inference", TinyInferenceConfig(), model_dir="unused")
+
+
+def test_detect_returns_results_at_the_original_size(inference_model):
+    image = np.random.default_rng(0).integers(0, 255, (90, 200, 3), dtype=np.uint8)
+    r = inference_model.detect([image])[0]
+    n = len(r["class_ids"])
+    assert n > 0
+    assert r["masks"].shape == (90, 200, n) and r["masks"].dtype == bool
+    assert r["rois"].shape == (n, 4)
+    assert (r["rois"][:, 0] >= 0).all() and (r["rois"][:, 2] <= 90).all() and (r["rois"][:, 3] <= 200).all()
+    assert np.all(np.diff(r["scores"]) <= 0)
+    np.testing.assert_allclose(r["class_probs"].sum(axis=1), 1.0, atol=1e-5)
+    # Each mask lies inside its box.
+    for i in range(n):
+        y1, x1, y2, x2 = r["rois"][i]
+        outside = r["masks"][:, :, i].copy()
+        outside[y1:y2, x1:x2] = False
+        assert not outside.any()
+
+
+def test_saved_model_round_trip_gives_the_same_detections(inference_model, tmp_path):
+    image = ShapesDataset.draw_shape(np.full((128, 128, 3), 40, np.uint8), "circle", (64, 64, 30), (200, 10, 10))
+    before = inference_model.detect([image])[0]
+    path = str(tmp_path / "model.keras")
+    inference_model.keras_model.save(path)
+    restored = modellib.MaskRCNN("inference", TinyInferenceConfig(), model_dir="unused")
+    restored.keras_model = keras.models.load_model(path)
+    after = restored.detect([image])[0]
+    np.testing.assert_array_equal(before["class_ids"], after["class_ids"])
+    np.testing.assert_allclose(before["scores"], after["scores"], atol=1e-6)
+    np.testing.assert_array_equal(before["rois"], after["rois"])
+    np.testing.assert_array_equal(before["masks"], after["masks"])
+
+
+def test_export_serves_the_same_outputs(inference_model, tmp_path):
+    path = str(tmp_path / "exported")
+    inference_model.export(path)
+    served = tf.saved_model.load(path)
+    molded, metas, _ = inference_model.mold_inputs([np.full((128, 128, 3), 90, np.uint8)])
+    inputs = {"input_image": tf.constant(molded), "input_image_meta": tf.constant(metas)}
+    want = inference_model.run_inference(molded, metas)
+    got = served.serve(inputs)
+    for key in ("detections", "masks", "class_probs"):
+        np.testing.assert_allclose(got[key].numpy(), want[key], atol=1e-5)
