@@ -92,6 +92,8 @@ class Config:
     # Additions of this project (not in matterport).
     # Compute in float16 with float32 variables (GPU); losses and box decoding stay float32.
     MIXED_PRECISION = False
+    # "sgd" (matterport: SGD with momentum) or "adamw" (AdamW; converges faster when training from scratch).
+    OPTIMIZER = "sgd"
     # Compile the train step with XLA.
     JIT_COMPILE = False
     # Add the ground-truth boxes to the proposals the heads are trained on (as detectron2 does):

@@ -185,17 +185,25 @@ class MaskRCNN:
         return trainable_count
 
     def compile(self, learning_rate: float, momentum: float):
-        """SGD with momentum, gradient clipping and decoupled weight decay (not on BatchNorm gamma/beta)."""
+        """The optimizer (config OPTIMIZER: SGD with momentum, or AdamW), with gradient clipping and decoupled
+        weight decay (not on BatchNorm gamma/beta)."""
         cfg = self.config
-        optimizer = keras.optimizers.SGD(
-            learning_rate=learning_rate, momentum=momentum, clipnorm=cfg.GRADIENT_CLIP_NORM,
-            weight_decay=cfg.WEIGHT_DECAY or None)
+        kind = str(getattr(cfg, "OPTIMIZER", "sgd")).lower()
+        if kind == "sgd":
+            optimizer = keras.optimizers.SGD(
+                learning_rate=learning_rate, momentum=momentum, clipnorm=cfg.GRADIENT_CLIP_NORM,
+                weight_decay=cfg.WEIGHT_DECAY or None)
+        elif kind == "adamw":
+            optimizer = keras.optimizers.AdamW(
+                learning_rate=learning_rate, clipnorm=cfg.GRADIENT_CLIP_NORM, weight_decay=cfg.WEIGHT_DECAY or 0.0)
+        else:
+            raise ValueError(f"OPTIMIZER must be 'sgd' or 'adamw', got {cfg.OPTIMIZER!r}")
         if cfg.WEIGHT_DECAY:
             optimizer.exclude_from_weight_decay(var_names=["gamma", "beta"])
         self.keras_model.compile(optimizer=optimizer, jit_compile=bool(getattr(cfg, "JIT_COMPILE", False)))
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
-              custom_callbacks=None, no_augmentation_sources=None):
+              custom_callbacks=None, no_augmentation_sources=None, verbose=1):
         """Train up to epoch ``epochs`` (a total, as matterport), writing a checkpoint after every epoch.
 
         Args:
@@ -206,6 +214,10 @@ class MaskRCNN:
             augmentation: albumentations transform (or imgaug augmenter) applied to image and masks.
             custom_callbacks: extra Keras callbacks.
             no_augmentation_sources: dataset sources never augmented.
+            verbose: Keras progress display (1: progress bar with the five losses, 2: one line per epoch).
+
+        Returns:
+            The Keras ``History`` (None when already at ``epochs``).
         """
         if self.mode != "training":
             raise ValueError("Create the model in training mode to train it")
@@ -232,7 +244,7 @@ class MaskRCNN:
             return None
         history = self.keras_model.fit(
             train_seq, initial_epoch=self.epoch, epochs=epochs, validation_data=val_seq, callbacks=callbacks,
-            verbose=1)
+            verbose=verbose)
         self.epoch = max(self.epoch, epochs)
         self._infer_fn = None
         return history
