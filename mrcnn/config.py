@@ -99,6 +99,9 @@ class Config:
     # Add the ground-truth boxes to the proposals the heads are trained on (as detectron2 does):
     # gives the heads positives from the first step, which matters when training from scratch.
     PROPOSALS_APPEND_GT = True
+    # Channels of the RPN's shared 3x3 convolution (matterport: 512). It runs on every pyramid level, P2
+    # included, so it costs about as much as the backbone; light configs use less.
+    RPN_HEAD_DEPTH = 512
     # Channels of the mask head's convolutions (matterport: 256). Smaller is much faster for light configs.
     MASK_HEAD_DEPTH = 256
     # Parallel workers that load and augment training images (keras.utils.PyDataset).

@@ -20,20 +20,22 @@ from .layers import BatchNorm
 __all__ = ["build_rpn_model", "build_box_head", "build_mask_head"]
 
 
-def build_rpn_model(anchor_stride: int, anchors_per_location: int, depth: int) -> keras.Model:
+def build_rpn_model(anchor_stride: int, anchors_per_location: int, depth: int,
+                    conv_depth: int = 512) -> keras.Model:
     """Region proposal head, applied to every pyramid level.
 
     Args:
         anchor_stride: 1 for anchors at every feature-map cell, 2 for every other cell.
         anchors_per_location: anchors per cell (number of ratios).
         depth: channels of the feature maps.
+        conv_depth: channels of the shared 3x3 convolution (matterport: 512).
 
     Returns:
         Model: feature map [B, h, w, depth] -> (rpn_class_logits [B, h*w*k, 2], rpn_probs [B, h*w*k, 2],
         rpn_bbox [B, h*w*k, (dy, dx, log(dh), log(dw))]), anchors ordered as :mod:`mrcnn.anchors`.
     """
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
-    shared = layers.Conv2D(512, 3, padding="same", activation="relu", strides=anchor_stride,
+    shared = layers.Conv2D(conv_depth, 3, padding="same", activation="relu", strides=anchor_stride,
                            name="rpn_conv_shared")(feature_map)
     # [B, h, w, 2k] -> [B, h*w*k, 2]: cell-major, then anchor shape, matching the anchor order.
     x = layers.Conv2D(2 * anchors_per_location, 1, padding="valid", activation="linear",

@@ -66,6 +66,7 @@ def model_kwargs(config) -> dict:
         detection_nms_threshold=float(config.DETECTION_NMS_THRESHOLD),
         use_mini_mask=bool(config.USE_MINI_MASK),
         mask_head_depth=int(getattr(config, "MASK_HEAD_DEPTH", 256)),
+        rpn_head_depth=int(getattr(config, "RPN_HEAD_DEPTH", 512)),
         proposals_append_gt=bool(getattr(config, "PROPOSALS_APPEND_GT", True)),
         train_bn=config.TRAIN_BN,
         loss_weights={k: float(v) for k, v in config.LOSS_WEIGHTS.items()},
@@ -87,7 +88,8 @@ class MaskRCNNModel(keras.Model):
                  mask_shape=(28, 28), train_rois_per_image: int = 200, roi_positive_ratio: float = 0.33,
                  detection_max_instances: int = 100, detection_min_confidence: float = 0.7,
                  detection_nms_threshold: float = 0.3, use_mini_mask: bool = True,
-                 proposals_append_gt: bool = True, mask_head_depth: int = 256, train_bn=False, loss_weights=None, seed=None, **kwargs):
+                 proposals_append_gt: bool = True, mask_head_depth: int = 256,
+                 rpn_head_depth: int = 512, train_bn=False, loss_weights=None, seed=None, **kwargs):
         kwargs.setdefault("name", "mask_rcnn")
         super().__init__(**kwargs)
         self.settings = dict(
@@ -101,7 +103,7 @@ class MaskRCNNModel(keras.Model):
             roi_positive_ratio=roi_positive_ratio, detection_max_instances=detection_max_instances,
             detection_min_confidence=detection_min_confidence, detection_nms_threshold=detection_nms_threshold,
             use_mini_mask=use_mini_mask, proposals_append_gt=proposals_append_gt,
-            mask_head_depth=mask_head_depth, train_bn=train_bn,
+            mask_head_depth=mask_head_depth, rpn_head_depth=rpn_head_depth, train_bn=train_bn,
             loss_weights=dict(loss_weights or {name: 1.0 for name in LOSS_NAMES}), seed=seed)
         s = self.settings
         self.num_classes = int(num_classes)
@@ -110,7 +112,7 @@ class MaskRCNNModel(keras.Model):
                                    s["backbone_strides"], anchor_stride).astype(np.float32)
 
         self.backbone = build_backbone(self.image_shape, backbone, pyramid_size, train_bn)
-        self.rpn = build_rpn_model(anchor_stride, len(s["anchor_ratios"]), pyramid_size)
+        self.rpn = build_rpn_model(anchor_stride, len(s["anchor_ratios"]), pyramid_size, rpn_head_depth)
         self.box_head = build_box_head(pool_size, pyramid_size, num_classes, fc_size, train_bn)
         self.mask_head = build_mask_head(mask_pool_size, pyramid_size, num_classes, train_bn, mask_head_depth)
         self.roi_align = PyramidROIAlign(pool_size, self.image_shape, name="roi_align_classifier")
