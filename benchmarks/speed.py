@@ -1,0 +1,195 @@
+"""Inference speed: backbone+FPN alone vs the whole ``detect``, per stage, peak memory, and (optionally)
+torchvision's ``maskrcnn_resnet50_fpn`` at the same size and thread count.
+
+    python benchmarks/speed.py                      # ResNet-50-FPN at 512 and 1024 px, and the light config
+    python benchmarks/speed.py --configs light --repeats 10
+
+All figures are measured in one run (the ratios are what to compare across machines). One image at a time,
+after warm-up; the image is a real ISIC image at its original size when ../shared/isic2017-sample exists,
+else a bundled test image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from mrcnn import model as modellib  # noqa: E402
+from mrcnn.config import Config  # noqa: E402
+from mrcnn.dataset import read_image  # noqa: E402
+
+
+class BenchConfig(Config):
+    NAME = "bench"
+    IMAGES_PER_GPU = 1
+    NUM_CLASSES = 1 + 80
+    BACKBONE = "resnet50"
+    DETECTION_MIN_CONFIDENCE = 0.0  # Random weights: keep the full detection load (100 masks).
+
+
+def make_config(name: str) -> Config:
+    if name == "light":
+        from lesion.config import make_config as lesion_config
+
+        cfg = lesion_config(light=True, classes="lesion", IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=0.0)
+        return cfg
+    size = int(name.split("@")[1])
+    cfg = BenchConfig()
+    cfg.IMAGE_MIN_DIM = cfg.IMAGE_MAX_DIM = size
+    cfg.__init__()
+    return cfg
+
+
+def timeit(fn, repeats: int) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` runs (after one warm-up run)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def bench_config(name: str, image: np.ndarray, repeats: int) -> dict:
+    cfg = make_config(name)
+    model = modellib.MaskRCNN("inference", cfg, model_dir="/tmp")
+    km = model.keras_model
+    molded, metas, windows = model.mold_inputs([image])
+    x = tf.constant(molded)
+    meta = tf.constant(metas)
+    anchors = tf.constant(km.anchors)
+
+    backbone = tf.function(lambda t: km.features(t), reduce_retracing=True)
+    feats = backbone(x)
+
+    @tf.function(reduce_retracing=True)
+    def rpn(feats):
+        _, probs, deltas = km.rpn_outputs(feats)
+        return km.proposals_inference(probs, deltas, anchors)
+
+    proposals = rpn(feats)
+
+    @tf.function(reduce_retracing=True)
+    def heads(proposals, feats):
+        return km.classify(proposals, feats)
+
+    _, probs, deltas = heads(proposals, feats)
+
+    @tf.function(reduce_retracing=True)
+    def decode(proposals, probs, deltas, meta):
+        return km.detection(proposals, probs, deltas, km.window(meta))
+
+    full = model._inference_fn()
+    out = model.run_inference(molded, metas)
+
+    def unmold():
+        return model._unmold_all(out, [image.shape], molded.shape, windows)
+
+    def whole_detect():
+        return model.detect([image])
+
+    r = {
+        "config": name,
+        "input": f"{cfg.IMAGE_SHAPE[0]}x{cfg.IMAGE_SHAPE[1]}",
+        "params_M": km.count_params() / 1e6,
+        "backbone_fpn_s": timeit(lambda: [f.numpy() for f in backbone(x)], repeats),
+        "rpn_proposals_s": timeit(lambda: proposals_np(rpn(feats)), repeats),
+        "roialign_heads_s": timeit(lambda: [t.numpy() for t in heads(proposals, feats)], repeats),
+        "decode_s": timeit(lambda: [t.numpy() for t in decode(proposals, probs, deltas, meta)], repeats),
+        "graph_s": timeit(lambda: {k: v.numpy() for k, v in full({"input_image": x, "input_image_meta": meta}).items()},
+                          repeats),
+        "unmold_s": timeit(unmold, repeats),
+        "detect_s": timeit(whole_detect, repeats),
+        "detections": int(np.sum(out["detections"][0, :, 4] > 0)),
+    }
+    r["mask_head_s"] = max(r["graph_s"] - r["backbone_fpn_s"] - r["rpn_proposals_s"] - r["roialign_heads_s"]
+                           - r["decode_s"], 0.0)
+    r["ratio_detect_to_backbone"] = r["detect_s"] / r["backbone_fpn_s"]
+    r["peak_rss_mb"] = peak_rss_mb()
+    return r
+
+
+def proposals_np(t):
+    return t.numpy()
+
+
+def bench_torchvision(size: int, image: np.ndarray, repeats: int) -> float | None:
+    """Seconds per image of torchvision's maskrcnn_resnet50_fpn (random weights) at ``size``, or None."""
+    try:
+        import torch
+        import torchvision
+    except ImportError:
+        return None
+    torch.set_num_threads(tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count())
+    model = torchvision.models.detection.maskrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, min_size=size, max_size=size, box_score_thresh=0.0).eval()
+    t = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+    with torch.inference_mode():
+        return timeit(lambda: model([t]), repeats)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", nargs="+", default=["resnet50@512", "resnet50@1024", "light"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--image", default=None)
+    args = parser.parse_args(argv)
+
+    candidates = [args.image] if args.image else sorted(
+        glob.glob(str(ROOT.parent / "shared/isic2017-sample/ISIC-2017_Training_Data/*.jpg")))[:1] or sorted(
+        glob.glob(str(ROOT / "tests/data/isic2017/ISIC-2017_Training_Data/*.jpg")))[:1]
+    image = read_image(candidates[0])
+    print(f"image {candidates[0]} {image.shape[1]}x{image.shape[0]}; TF {tf.__version__}; "
+          f"{os.cpu_count()} CPU threads; repeats {args.repeats} (median)")
+    rows = []
+    for name in args.configs:
+        r = bench_config(name, image, args.repeats)
+        if name.startswith("resnet50@"):
+            tv = bench_torchvision(int(name.split("@")[1]), image, args.repeats)
+            r["torchvision_s"] = tv
+            r["ratio_to_torchvision"] = (r["detect_s"] / tv) if tv else None
+        rows.append(r)
+        print(format_row(r), flush=True)
+    return rows
+
+
+def format_row(r: dict) -> str:
+    tv = r.get("torchvision_s")
+    lines = [
+        f"== {r['config']} ({r['input']}, {r['params_M']:.1f} M parameters, {r['detections']} detections)",
+        f"  backbone+FPN        {r['backbone_fpn_s']:.3f} s",
+        f"  RPN + proposals     {r['rpn_proposals_s']:.3f} s",
+        f"  RoIAlign + heads    {r['roialign_heads_s']:.3f} s",
+        f"  detection decoding  {r['decode_s']:.3f} s",
+        f"  mask head (rest)    {r['mask_head_s']:.3f} s",
+        f"  whole graph         {r['graph_s']:.3f} s",
+        f"  unmolding           {r['unmold_s']:.3f} s",
+        f"  whole detect()      {r['detect_s']:.3f} s   ratio to backbone+FPN {r['ratio_detect_to_backbone']:.2f}",
+        f"  peak RSS            {r['peak_rss_mb']:.0f} MB",
+    ]
+    if tv:
+        lines.append(f"  torchvision         {tv:.3f} s   ratio ours/torchvision {r['ratio_to_torchvision']:.2f}")
+    elif "torchvision_s" in r:
+        lines.append("  torchvision         not installed")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
