@@ -72,7 +72,11 @@ class LightLesionConfig(LesionConfig):
     RPN_TRAIN_ANCHORS_PER_IMAGE = 128
     LEARNING_RATE = 0.01
     TRAIN_BN = None  # From scratch: BatchNorm learns its statistics.
-    MINI_MASK_SHAPE = (56, 56)
+    # A lesion covers a large part of the image: a 56 x 56 mask (pooled at 28 x 28) keeps its border, where
+    # matterport's 28 x 28 would blur it; the mini masks are kept finer than the mask targets.
+    MASK_POOL_SIZE = 28
+    MASK_SHAPE = [56, 56]
+    MINI_MASK_SHAPE = (112, 112)
 
 
 def make_config(light: bool = False, classes: str = "lesion", **overrides) -> Config:
