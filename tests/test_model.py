@@ -245,3 +245,23 @@ def test_export_serves_the_same_outputs(inference_model, tmp_path):
     got = served.serve(inputs)
     for key in ("detections", "masks", "class_probs"):
         np.testing.assert_allclose(got[key].numpy(), want[key], atol=1e-5)
+
+
+def test_mixed_precision_trains_and_detects(tmp_path):
+    config = TinyShapesConfig()
+    config.MIXED_PRECISION = True
+    try:
+        model = modellib.MaskRCNN("training", config, model_dir=str(tmp_path))
+        assert model.keras_model.backbone.compute_dtype == "float16"
+        history = model.train(_shapes(4, 1), None, learning_rate=0.01, epochs=1, layers="all", verbose=0)
+        assert type(model.keras_model.optimizer).__name__ == "LossScaleOptimizer"
+        assert all(np.isfinite(v[-1]) for v in history.history.values())
+        inference_config = TinyInferenceConfig()
+        inference_config.MIXED_PRECISION = True
+        inference = modellib.MaskRCNN("inference", inference_config, model_dir=str(tmp_path))
+        inference.load_weights(model.find_last(), by_name=True)
+        r = inference.detect([np.full((100, 120, 3), 120, np.uint8)])[0]
+        assert r["masks"].shape[:2] == (100, 120)
+        assert np.all(np.isfinite(r["scores"]))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
