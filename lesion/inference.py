@@ -1,0 +1,801 @@
+"""Shared code of ``lesion/detect.py`` and ``lesion/evaluate.py``: model loading, parallel image loading with batched
+inference, the lesion-mask rule, COCO encoding, atomic output files, and the train/validation split.
+
+Model loading. ``--weights`` is a ``.h5`` file (matterport's layout, :mod:`mrcnn.weights`), ``last`` (the newest
+checkpoint under ``logs/``, :meth:`mrcnn.model.MaskRCNN.find_last`), or by default the bundled light lesion model
+:data:`DEFAULT_WEIGHTS`. The number of classes and the backbone are read from the file, so ``--classes`` and
+``--config`` only need to be given to check them; any other config attribute is set with ``--set KEY=VALUE``.
+The weights are loaded strictly (every weighted layer of the model must be in the file and the other way round),
+so a file that does not fit is an error, never a half-random model.
+
+Pipeline. A thread pool decodes images (:func:`mrcnn.dataset.read_image`: greyscale, RGBA and 16-bit files
+work) and molds them (resize and mean subtraction) a few images ahead, while the model runs on the current batch
+(OpenCV, PIL and TensorFlow release the GIL). Results come back in input order, one per input, each with either
+the detections at the original image size or the error that made the input unreadable.
+
+Mask rule (:data:`MASK_RULES`). An ISIC image shows one lesion and its ground truth is one mask, so by default
+(``"top"``) the lesion mask of an image is the mask of its top-scoring detection: extra detections above the
+confidence threshold are duplicates of the lesion under another diagnosis or false positives, and taking their
+union would add their pixels. ``"union"`` takes the union of all detections instead (for images with several
+lesions). An image with no detection gets an empty mask (all zero).
+
+Diagnosis probabilities (:func:`diagnosis_probabilities`): the ``class_probs`` of the detection the mask rule
+picks first (the top-scoring one), background excluded and renormalised to sum to 1; an image with no detection
+gets uniform probabilities (1/3 each), which scores as "no information" in the ROC AUC rather than as a confident
+answer.
+
+Example::
+
+    model, info = load_model("weights/mask_rcnn_lesion_light.h5")
+    items = [Path(p) for p in paths]
+    for item, prepared, result, error in iter_detections(model, iter_prepared(model, items, read_image)):
+        mask = lesion_mask(result)  # bool [H, W], the input's size
+"""
+
+from __future__ import annotations
+
+import ast
+import collections
+import contextlib
+import csv
+import dataclasses
+import difflib
+import io
+import itertools
+import json
+import math
+import os
+import re
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "ROOT",
+    "DEFAULT_WEIGHTS",
+    "DEFAULT_LOGS",
+    "CONFIGS",
+    "MASK_RULES",
+    "UsageError",
+    "WeightsInfo",
+    "ModelInfo",
+    "Prepared",
+    "validation_split",
+    "default_seed",
+    "select_ids",
+    "parse_overrides",
+    "inspect_weights",
+    "resolve_weights",
+    "load_model",
+    "add_model_arguments",
+    "model_from_args",
+    "iter_parallel",
+    "iter_prepared",
+    "iter_detections",
+    "top_index",
+    "lesion_mask",
+    "lesion_box",
+    "diagnosis_probabilities",
+    "mask_to_rle",
+    "coco_annotations",
+    "write_bytes_atomic",
+    "write_image_atomic",
+    "write_json_atomic",
+    "write_csv_atomic",
+    "json_safe",
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository root."""
+
+DEFAULT_WEIGHTS = ROOT / "weights" / "mask_rcnn_lesion_light.h5"
+"""The bundled lesion model (light config)."""
+
+DEFAULT_LOGS = ROOT / "logs"
+"""Where training writes its run folders; ``--weights last`` looks here."""
+
+CONFIGS = ("light", "full")
+"""``--config`` choices: :class:`lesion.config.LightLesionConfig` and :class:`lesion.config.LesionConfig`."""
+
+MASK_RULES = ("top", "union")
+"""How the detections of an image become its lesion mask (see the module docstring)."""
+
+_CLASSES_BY_COUNT = {2: "lesion", 4: "diagnosis"}  # NUM_CLASSES (background included) -> --classes.
+
+
+class UsageError(Exception):
+    """A command-line problem the user can fix (missing weights, bad option): printed, exit status 2."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Train / validation split.
+
+
+def validation_split(
+    dataset_or_ids: Any,
+    labels: Sequence[Hashable] | Mapping[str, Hashable] | None = None,
+    seed: int | None = None,
+    val_fraction: float = 0.2,
+) -> tuple[list[str], list[str]]:
+    """The project's train/validation split of ISIC images (the one ``lesion/train.py`` trains on).
+
+    :func:`lesion.datasets.split_ids` over the sorted image ids, stratified by diagnosis when every image has one
+    (else not stratified). With a data set, call it on an :class:`lesion.datasets.IsicDataset` loaded with the
+    same root, official split and ``classes`` as the training (in diagnosis mode the images without an ISIC 2017
+    diagnosis are left out before splitting).
+
+    Args:
+        dataset_or_ids: an :class:`IsicDataset` (its ``image_info[i]["image_id"]``, labels from
+            ``image_info[i]["diagnosis"]``), or a sequence of image ids.
+        labels: diagnosis per id (sequence aligned with the ids, or mapping id -> diagnosis); taken from the data
+            set when None. If any id has no label (None), the split is not stratified.
+        seed: split seed; None for the lesion config's ``SEED`` (2017).
+        val_fraction: fraction of ids in the validation set, in [0, 1).
+
+    Returns:
+        ``(train_ids, val_ids)``: disjoint sorted lists of image ids.
+    """
+    from lesion.datasets import split_ids
+
+    if hasattr(dataset_or_ids, "image_info"):
+        infos = dataset_or_ids.image_info
+        ids = [str(info.get("image_id", info["id"])) for info in infos]
+        if labels is None:
+            labels = {i: info.get("diagnosis") for i, info in zip(ids, infos)}
+    else:
+        ids = [str(i) for i in dataset_or_ids]
+    if labels is not None and not isinstance(labels, Mapping):
+        labels = list(labels)
+        if len(labels) != len(ids):
+            raise ValueError(f"validation_split: {len(labels)} labels for {len(ids)} ids; give one label per id")
+        labels = dict(zip(ids, labels))
+    ids = sorted(ids)
+    if labels is not None:
+        labels = [labels.get(i) for i in ids]
+        if any(label is None for label in labels):
+            labels = None
+    seed = default_seed() if seed is None else int(seed)
+    return split_ids(ids, val_fraction=val_fraction, seed=seed, labels=labels)
+
+
+def default_seed() -> int:
+    """The split seed of the lesion configs (``SEED``, 2017)."""
+    from lesion.config import LesionConfig
+
+    return int(LesionConfig.SEED)
+
+
+def select_ids(dataset_or_ids: Any, subset: str, seed: int | None = None, val_fraction: float = 0.2,
+               labels: Sequence[Hashable] | Mapping[str, Hashable] | None = None) -> list[str]:
+    """The sorted ids of ``subset``: ``"validation"`` or ``"train"`` of :func:`validation_split`, or ``"all"``."""
+    if subset == "all":
+        if hasattr(dataset_or_ids, "image_info"):
+            return sorted(str(info.get("image_id", info["id"])) for info in dataset_or_ids.image_info)
+        return sorted(str(i) for i in dataset_or_ids)
+    train_ids, val_ids = validation_split(dataset_or_ids, labels, seed, val_fraction)
+    if subset == "validation":
+        return val_ids
+    if subset == "train":
+        return train_ids
+    raise ValueError(f"subset must be 'validation', 'train' or 'all', got {subset!r}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model loading.
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsInfo:
+    """What a weight file says about the model it fits.
+
+    Attributes:
+        num_classes: NUM_CLASSES (background included), from the ``mrcnn_class_logits`` kernel; None if unknown.
+        backbone: ``"light"``, ``"resnet50"`` or ``"resnet101"`` from the layer names; None if unknown.
+    """
+
+    num_classes: int | None
+    backbone: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """The model a command runs.
+
+    Attributes:
+        weights: the weight file loaded.
+        config_name: ``"light"`` or ``"full"``.
+        classes: ``"lesion"`` or ``"diagnosis"``.
+        class_names: names indexed by class id, ``"BG"`` first.
+    """
+
+    weights: str
+    config_name: str
+    classes: str
+    class_names: list[str]
+
+
+def _decode(value: Any) -> str:
+    return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+def _attr_list(obj: Any, name: str) -> list[str]:
+    """A Keras-2 string-list attribute, also when split into ``name0``, ``name1``, ... chunks."""
+    if name in obj.attrs:
+        return [_decode(v) for v in obj.attrs[name]]
+    values: list[str] = []
+    for k in itertools.count():
+        if f"{name}{k}" not in obj.attrs:
+            return values
+        values.extend(_decode(v) for v in obj.attrs[f"{name}{k}"])
+    return values  # Unreachable; keeps type checkers content.
+
+
+def inspect_weights(path: str | os.PathLike) -> WeightsInfo:
+    """Read the class count and backbone of a matterport-layout ``.h5`` file without building a model.
+
+    Args:
+        path: the weight file.
+
+    Returns:
+        A :class:`WeightsInfo`; fields the file does not reveal (or an unreadable file) are None, and the load
+        itself reports the problem.
+    """
+    import h5py
+
+    try:
+        with h5py.File(os.fspath(path), "r") as f:
+            root = f["model_weights"] if "model_weights" in f and "layer_names" not in f.attrs else f
+            names = _attr_list(root, "layer_names")
+            num_classes = None
+            if "mrcnn_class_logits" in root:
+                group = root["mrcnn_class_logits"]
+                for weight_name in _attr_list(group, "weight_names"):
+                    if weight_name.split("/")[-1].startswith("kernel") and weight_name in group:
+                        num_classes = int(group[weight_name].shape[-1])
+    except (OSError, KeyError, ValueError):
+        return WeightsInfo(None, None)
+    if any(n.startswith("light") for n in names):
+        backbone = "light"
+    elif "res4w_branch2a" in names:
+        backbone = "resnet101"
+    elif "res4a_branch2a" in names:
+        backbone = "resnet50"
+    else:
+        backbone = None
+    return WeightsInfo(num_classes, backbone)
+
+
+def parse_overrides(pairs: Iterable[str] | None) -> dict[str, Any]:
+    """``["KEY=VALUE", ...]`` -> config overrides; values are Python literals (``128``, ``(8, 16)``, ``True``)
+    or else plain strings.
+
+    Raises:
+        UsageError: an item without ``=``, or a key that is not a config attribute.
+    """
+    from mrcnn.config import Config
+
+    known = sorted(k for k in dir(Config) if k.isupper())
+    overrides: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--set {pair!r}: write KEY=VALUE, e.g. --set IMAGE_MAX_DIM=512")
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; see mrcnn/config.py for the attributes"
+            raise UsageError(f"--set {pair!r}: {key} is not a config attribute{hint}")
+        try:
+            overrides[key] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            overrides[key] = text.strip()
+    return overrides
+
+
+def _train_hint() -> str:
+    return ("Train a model with `python lesion/train.py --help` (its checkpoints go to logs/) and pass "
+            "`--weights last`, or pass `--weights PATH` to a Mask R-CNN .h5 weight file.")
+
+
+def resolve_weights(spec: str | None, config_name: str = "light", logs_dir: str | os.PathLike = DEFAULT_LOGS,
+                    classes: str = "lesion") -> str:
+    """The weight file to load for ``--weights``.
+
+    Args:
+        spec: a path, ``"last"``, or None for :data:`DEFAULT_WEIGHTS`.
+        config_name: ``"light"`` or ``"full"``; names the run folders ``last`` looks in.
+        logs_dir: the training log folder.
+        classes: the classes of the config used to look for ``last`` (they do not change the run name).
+
+    Raises:
+        UsageError: the file (or a checkpoint for ``last``) does not exist; the message says what to do.
+    """
+    if spec is None:
+        path = DEFAULT_WEIGHTS
+        if not path.is_file():
+            raise UsageError(f"No model weights at {path}: the bundled lesion model is not in this checkout. "
+                             + _train_hint())
+        return str(path)
+    if spec == "last":
+        from lesion.config import make_config
+
+        config = make_config(light=config_name == "light", classes=classes)
+        try:
+            return _find_last(config, logs_dir)
+        except FileNotFoundError as exc:
+            raise UsageError(f"--weights last: no checkpoint of {config.NAME!r} under {logs_dir} ({exc}). "
+                             + _train_hint()) from exc
+    if not os.path.isfile(spec):
+        raise UsageError(f"--weights {spec}: no such file. " + _train_hint())
+    return spec
+
+
+def _find_last(config: Any, logs_dir: str | os.PathLike) -> str:
+    """:meth:`MaskRCNN.find_last` without building the network (the method reads only the config and folder)."""
+    from mrcnn.model import MaskRCNN
+
+    holder = MaskRCNN.__new__(MaskRCNN)
+    holder.config = config
+    holder.model_dir = os.fspath(logs_dir)
+    path = holder.find_last()
+    name = (config.NAME or "model").lower()
+    run = re.compile(re.escape(name) + r"\d{8}T\d{4}")
+    if run.fullmatch(os.path.basename(os.path.dirname(path))):
+        return path
+    # find_last matches run folders by prefix, so "lesion" also finds "lesion_light..." runs: keep this NAME's own.
+    for folder in sorted((d for d in os.listdir(logs_dir) if run.fullmatch(d)), reverse=True):
+        checkpoints = sorted(f for f in os.listdir(os.path.join(logs_dir, folder))
+                             if f.startswith("mask_rcnn") and f.endswith(".h5"))
+        if checkpoints:
+            return os.path.join(os.fspath(logs_dir), folder, checkpoints[-1])
+    raise FileNotFoundError(f"no run folder {name}<YYYYmmddTHHMM> with a checkpoint in {os.fspath(logs_dir)}")
+
+
+def _check_choice(name: str, given: str | None, from_file: str | None, path: str) -> str | None:
+    if given is not None and from_file is not None and given != from_file:
+        raise UsageError(f"{path} holds a model with {name} {from_file!r}, but {name} {given!r} was asked for; "
+                         f"pass --{name} {from_file} (or leave it out)")
+    return given if given is not None else from_file
+
+
+def load_model(weights: str | None = None, config_name: str | None = None, classes: str | None = None,
+               overrides: Mapping[str, Any] | None = None, logs_dir: str | os.PathLike = DEFAULT_LOGS,
+               min_confidence: float | None = None, batch_size: int | None = None):
+    """Build the inference model and load its weights.
+
+    Args:
+        weights: a ``.h5`` path, ``"last"``, or None for the bundled model.
+        config_name: ``"light"`` or ``"full"``; from the file's backbone when None (``"light"`` if unknown).
+        classes: ``"lesion"`` or ``"diagnosis"``; from the file's class count when None (``"lesion"`` if unknown).
+        overrides: further config attributes (``--set``).
+        logs_dir: training log folder (``last``; the model's ``model_dir``).
+        min_confidence: DETECTION_MIN_CONFIDENCE, or None for the config's (0.5).
+        batch_size: IMAGES_PER_GPU, or None for the config's.
+
+    Returns:
+        ``(model, info)``: a :class:`mrcnn.model.MaskRCNN` in inference mode and a :class:`ModelInfo`.
+
+    Raises:
+        UsageError: missing weights, a file that does not fit the asked config, or a bad override.
+    """
+    from lesion.config import class_names as names_of
+    from lesion.config import make_config
+
+    class_choices = tuple(_CLASSES_BY_COUNT.values())
+    for name, value, choices in (("config", config_name, CONFIGS), ("classes", classes, class_choices)):
+        if value is not None and value not in choices:
+            raise UsageError(f"--{name} must be one of {', '.join(choices)}; got {value!r}")
+    path = resolve_weights(weights, config_name or "light", logs_dir, classes or "lesion")
+    file_info = inspect_weights(path)
+    file_config = None if file_info.backbone is None else ("light" if file_info.backbone == "light" else "full")
+    file_classes = _CLASSES_BY_COUNT.get(file_info.num_classes) if file_info.num_classes else None
+    if file_info.num_classes is not None and file_classes is None:
+        raise UsageError(f"{path} holds a model with {file_info.num_classes} classes (background included); the "
+                         "lesion models have 2 (lesion) or 4 (diagnosis)")
+    config_name = _check_choice("config", config_name, file_config, path) or "light"
+    classes = _check_choice("classes", classes, file_classes, path) or "lesion"
+
+    attrs: dict[str, Any] = {}
+    if config_name == "full" and file_info.backbone in ("resnet50", "resnet101"):
+        attrs["BACKBONE"] = file_info.backbone
+    if min_confidence is not None:
+        if not 0.0 <= min_confidence <= 1.0:
+            raise UsageError(f"--min-confidence must be in [0, 1]; got {min_confidence}")
+        attrs["DETECTION_MIN_CONFIDENCE"] = float(min_confidence)
+    if batch_size is not None:
+        if batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1; got {batch_size}")
+        attrs["IMAGES_PER_GPU"] = int(batch_size)
+    attrs.update(overrides or {})
+    try:
+        config = make_config(light=config_name == "light", classes=classes, **attrs)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"invalid config ({exc})") from exc
+
+    from mrcnn import weights as weightslib
+    from mrcnn.model import MaskRCNN
+
+    try:
+        model = MaskRCNN(mode="inference", config=config, model_dir=os.fspath(logs_dir))
+    except ValueError as exc:
+        raise UsageError(f"cannot build the model: {exc}") from exc
+    try:
+        model.load_weights(path, by_name=False)
+    except (weightslib.WeightsMismatchError, weightslib.WeightsFileError) as exc:
+        raise UsageError(f"{exc}\nThe model was built with --config {config_name} --classes {classes}; a file "
+                         "trained with other config attributes needs them again with --set KEY=VALUE.") from exc
+    return model, ModelInfo(weights=path, config_name=config_name, classes=classes,
+                            class_names=["BG"] + names_of(classes))
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository root when it is inside it."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def add_model_arguments(parser: Any) -> None:
+    """The model options shared by ``detect.py`` and ``evaluate.py``."""
+    parser.add_argument("--weights", default=None, metavar="PATH|last",
+                        help=f"Mask R-CNN .h5 weights, or 'last' for the newest checkpoint under --logs "
+                             f"(default: the bundled {_shown(DEFAULT_WEIGHTS)})")
+    parser.add_argument("--config", choices=CONFIGS, default=None,
+                        help="light (light backbone, 320 px) or full (ResNet, 1024 px); default: from the weights")
+    parser.add_argument("--classes", choices=("lesion", "diagnosis"), default=None,
+                        help="lesion (one class) or diagnosis (melanoma, seborrheic keratosis, nevus); "
+                             "default: from the weights")
+    parser.add_argument("--min-confidence", type=float, default=None, metavar="F",
+                        help="DETECTION_MIN_CONFIDENCE: detections below this score are dropped (default 0.5)")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+                        help="images per inference batch (default: the config's IMAGES_PER_GPU)")
+    parser.add_argument("--mask-rule", choices=MASK_RULES, default="top",
+                        help="lesion mask of an image: the top-scoring detection's mask (default) or the union "
+                             "of all detections")
+    parser.add_argument("--workers", type=int, default=2, metavar="N",
+                        help="threads that decode and resize the next images during inference (default 2)")
+    parser.add_argument("--logs", default=str(DEFAULT_LOGS), metavar="DIR",
+                        help="training log folder searched by --weights last (default: logs/)")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="config attributes, e.g. --set IMAGE_MAX_DIM=512 DETECTION_MAX_INSTANCES=5")
+
+
+def model_from_args(args: Any):
+    """:func:`load_model` from the options of :func:`add_model_arguments`."""
+    return load_model(weights=args.weights, config_name=args.config, classes=args.classes,
+                      overrides=parse_overrides(args.overrides), logs_dir=args.logs,
+                      min_confidence=args.min_confidence, batch_size=args.batch_size)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Parallel loading and batched inference.
+
+
+@dataclasses.dataclass
+class Prepared:
+    """One decoded and molded image.
+
+    Attributes:
+        shape: ``(H, W, 3)`` of the decoded image (EXIF orientation applied).
+        molded: float32 [h, w, 3] network input.
+        meta: float32 [META] image meta.
+        window: int [4] ``(y1, x1, y2, x2)`` pixels of the image inside ``molded``.
+        image: uint8 [H, W, 3], or None when the loader did not keep it.
+        extra: anything else the loader computed (e.g. a ground-truth mask).
+    """
+
+    shape: tuple[int, int, int]
+    molded: np.ndarray
+    meta: np.ndarray
+    window: np.ndarray
+    image: np.ndarray | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def iter_parallel(items: Iterable[Any], fn: Callable[[Any], Any], workers: int = 2,
+                  prefetch: int | None = None) -> Iterator[tuple[Any, Any, BaseException | None]]:
+    """Apply ``fn`` to ``items`` in a thread pool, a bounded number ahead, yielding results in input order.
+
+    Args:
+        items: the inputs.
+        fn: function of one item; an ``Exception`` it raises is yielded, not raised.
+        workers: threads (at least 1).
+        prefetch: how many items may be in flight or waiting (bounds memory); default ``2 * workers + 2``.
+
+    Yields:
+        ``(item, result, None)`` or ``(item, None, exception)``.
+    """
+    workers = max(1, int(workers))
+    prefetch = max(1, prefetch if prefetch is not None else 2 * workers + 2)
+    iterator = iter(items)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lesion-load")
+    queue: collections.deque = collections.deque()
+    try:
+        for item in itertools.islice(iterator, prefetch):
+            queue.append((item, pool.submit(fn, item)))
+        while queue:
+            item, future = queue.popleft()
+            for nxt in itertools.islice(iterator, 1):
+                queue.append((nxt, pool.submit(fn, nxt)))
+            try:
+                result = future.result()
+            except Exception as exc:  # noqa: BLE001  (the caller reports it per item)
+                yield item, None, exc
+            else:
+                yield item, result, None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def prepare(model: Any, image: np.ndarray, keep_image: bool = True, **extra: Any) -> Prepared:
+    """Mold one image for ``model`` (a :class:`mrcnn.model.MaskRCNN`); safe to call from worker threads."""
+    molded, metas, windows = model.mold_inputs([image])
+    return Prepared(shape=tuple(int(s) for s in image.shape[:2]) + (3,), molded=molded[0], meta=metas[0],
+                    window=windows[0], image=image if keep_image else None, extra=dict(extra))
+
+
+def iter_prepared(model: Any, items: Iterable[Any], load: Callable[[Any], np.ndarray | tuple[np.ndarray, dict]],
+                  workers: int = 2, keep_image: bool = True) -> Iterator[tuple[Any, Prepared | None,
+                                                                                BaseException | None]]:
+    """Decode and mold ``items`` in a thread pool.
+
+    Args:
+        model: the :class:`mrcnn.model.MaskRCNN`.
+        items: inputs for ``load`` (paths, ids).
+        load: item -> uint8 RGB [H, W, 3] image, or ``(image, extra)`` with an ``extra`` dict kept in
+            :attr:`Prepared.extra`; runs in a worker thread.
+        workers: threads.
+        keep_image: keep the decoded image in :attr:`Prepared.image` (for overlays and crops).
+
+    Yields:
+        ``(item, prepared, None)`` or ``(item, None, exception)``, in input order.
+    """
+
+    def task(item: Any) -> Prepared:
+        loaded = load(item)
+        image, extra = loaded if isinstance(loaded, tuple) else (loaded, {})
+        return prepare(model, image, keep_image=keep_image, **extra)
+
+    return iter_parallel(items, task, workers=workers)
+
+
+def iter_detections(model: Any, prepared: Iterable[tuple[Any, Prepared | None, BaseException | None]],
+                    batch_size: int | None = None) -> Iterator[tuple[Any, Prepared | None, dict | None,
+                                                                      BaseException | None]]:
+    """Run the model on batches of prepared images.
+
+    Args:
+        model: the :class:`mrcnn.model.MaskRCNN` in inference mode.
+        prepared: the output of :func:`iter_prepared`.
+        batch_size: images per inference call; the config's ``BATCH_SIZE`` when None.
+
+    Yields:
+        ``(item, prepared, result, None)`` with matterport's result dict (``rois`` [N, (y1, x1, y2, x2)] pixels,
+        ``class_ids`` [N], ``scores`` [N], ``masks`` bool [H, W, N], ``class_probs`` [N, NUM_CLASSES], at the
+        decoded image's size, sorted by decreasing score), or ``(item, None, None, exception)`` for an input that
+        could not be loaded; in input order.
+    """
+    batch_size = max(1, int(batch_size or model.config.BATCH_SIZE))
+    pending: list[tuple[Any, Prepared | None, BaseException | None]] = []
+    ready = 0
+    for entry in prepared:
+        pending.append(entry)
+        ready += entry[1] is not None
+        if ready == batch_size:
+            yield from _run_batch(model, pending)
+            pending, ready = [], 0
+    if pending:
+        yield from _run_batch(model, pending)
+
+
+def _run_batch(model: Any, pending: list) -> Iterator[tuple[Any, Prepared | None, dict | None,
+                                                            BaseException | None]]:
+    batch = [p for _, p, _ in pending if p is not None]
+    out = model.run_inference(np.stack([p.molded for p in batch]), np.stack([p.meta for p in batch])) if batch else {}
+    k = 0
+    for item, p, error in pending:
+        if p is None:
+            yield item, None, None, error
+            continue
+        rois, class_ids, scores, masks, probs = model.unmold_detections(
+            out["detections"][k], out["class_probs"][k], out["masks"][k], p.shape, p.molded.shape, p.window)
+        k += 1
+        order = np.argsort(-scores, kind="stable")
+        result = {"rois": rois[order], "class_ids": class_ids[order], "scores": scores[order],
+                  "masks": masks[:, :, order], "class_probs": probs[order]}
+        yield item, p, result, None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Post-processing.
+
+
+def top_index(result: Mapping[str, np.ndarray]) -> int | None:
+    """Index of the top-scoring detection, or None when there is none."""
+    scores = np.asarray(result["scores"])
+    return int(np.argmax(scores)) if scores.size else None
+
+
+def lesion_mask(result: Mapping[str, np.ndarray], rule: str = "top") -> np.ndarray:
+    """The lesion mask of one image under the mask rule.
+
+    Args:
+        result: a detection result (``masks`` bool [H, W, N], ``scores`` [N]).
+        rule: ``"top"`` (the top-scoring detection's mask) or ``"union"`` (all detections).
+
+    Returns:
+        bool [H, W]; all False when there is no detection.
+    """
+    masks = np.asarray(result["masks"])
+    if rule not in MASK_RULES:
+        raise ValueError(f"rule must be one of {MASK_RULES}; got {rule!r}")
+    k = top_index(result)
+    if k is None:
+        return np.zeros(masks.shape[:2], dtype=bool)
+    if rule == "top":
+        return masks[:, :, k].astype(bool)
+    return np.any(masks, axis=-1)
+
+
+def lesion_box(result: Mapping[str, np.ndarray], rule: str = "top") -> np.ndarray | None:
+    """The lesion box under the mask rule: the top detection's box, or the box around all of them.
+
+    Returns:
+        int [4] ``(y1, x1, y2, x2)`` pixels (``y2``/``x2`` exclusive), or None when there is no detection.
+    """
+    k = top_index(result)
+    if k is None:
+        return None
+    rois = np.asarray(result["rois"]).reshape(-1, 4)
+    if rule == "top":
+        return rois[k].copy()
+    return np.concatenate([rois[:, :2].min(axis=0), rois[:, 2:].max(axis=0)])
+
+
+def diagnosis_probabilities(result: Mapping[str, np.ndarray] | None, num_classes: int) -> np.ndarray:
+    """Foreground class probabilities of the image: the top detection's, background excluded, renormalised.
+
+    Args:
+        result: a detection result (``class_probs`` [N, num_classes + 1]), or None.
+        num_classes: foreground classes.
+
+    Returns:
+        float64 [num_classes] summing to 1; uniform when there is no detection (or no probability mass).
+    """
+    uniform = np.full(num_classes, 1.0 / num_classes)
+    k = None if result is None else top_index(result)
+    if k is None:
+        return uniform
+    probs = np.asarray(result["class_probs"], dtype=np.float64)[k, 1:1 + num_classes]
+    total = float(probs.sum())
+    return probs / total if total > 0 and math.isfinite(total) else uniform
+
+
+def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
+    """COCO compressed RLE of a bool [H, W] mask, with ``counts`` as a str (JSON-ready)."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def coco_annotations(result: Mapping[str, np.ndarray], image_id: int, first_id: int = 1) -> list[dict[str, Any]]:
+    """COCO annotations (results and ground-truth style at once) of one image's detections.
+
+    Args:
+        result: a detection result.
+        image_id: the COCO image id.
+        first_id: annotation id of the first detection; the others follow.
+
+    Returns:
+        One dict per detection: ``id``, ``image_id``, ``category_id`` (the class id), ``bbox`` ``[x, y, w, h]``
+        pixels, ``score``, ``area`` (mask pixels), ``iscrowd`` 0, ``segmentation`` (compressed RLE).
+    """
+    annotations = []
+    rois = np.asarray(result["rois"]).reshape(-1, 4)
+    for i in range(rois.shape[0]):
+        y1, x1, y2, x2 = (int(v) for v in rois[i])
+        mask = np.asarray(result["masks"][:, :, i], dtype=bool)
+        annotations.append({
+            "id": first_id + i,
+            "image_id": int(image_id),
+            "category_id": int(result["class_ids"][i]),
+            "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+            "score": round(float(result["scores"][i]), 6),
+            "area": int(np.count_nonzero(mask)),
+            "iscrowd": 0,
+            "segmentation": mask_to_rle(mask),
+        })
+    return annotations
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Atomic output files.
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> str:
+    """Write ``data`` to a temporary file next to ``path``, then rename it onto ``path``.
+
+    An interrupted or failed write leaves an earlier file at ``path`` as it was and no partial file.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def write_image_atomic(path: str | os.PathLike, image: np.ndarray, jpeg_quality: int = 90) -> str:
+    """Encode an image by the extension of ``path`` (PNG, JPEG) with OpenCV and write it atomically.
+
+    Args:
+        path: output file.
+        image: uint8 [H, W] grey, [H, W, 3] RGB or [H, W, 4] RGBA.
+        jpeg_quality: JPEG quality (JPEG files only).
+    """
+    import cv2
+
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext in (".jpg", ".jpeg") else []
+    ok, encoded = cv2.imencode(ext, image, params)
+    if not ok:
+        raise OSError(f"{path}: OpenCV could not encode a {image.shape} {image.dtype} image as {ext}")
+    return write_bytes_atomic(path, encoded.tobytes())
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NumPy scalars and arrays as Python values and NaN / infinity as None (strict JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, indent: int | None = 1) -> str:
+    """Write ``data`` as strict JSON (see :func:`json_safe`), atomically."""
+    text = json.dumps(json_safe(data), indent=indent, allow_nan=False)
+    return write_bytes_atomic(path, (text + "\n").encode("utf8"))
+
+
+def write_csv_atomic(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
+                     fields: Sequence[str] | None = None) -> str:
+    """Write rows as CSV, atomically; floats with 6 significant digits, None as an empty cell.
+
+    Args:
+        path: output file.
+        rows: dicts; the columns are ``fields``, or the union of the rows' keys in first-seen order.
+        fields: column order.
+    """
+    if fields is None:
+        fields = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else f"{v:.6g}" if isinstance(v, (float, np.floating)) else v)
+                         for k, v in row.items()})
+    return write_bytes_atomic(path, buffer.getvalue().encode("utf8"))
