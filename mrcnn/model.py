@@ -117,8 +117,11 @@ class MaskRCNN:
     def find_last(self) -> str:
         """The last checkpoint of the newest run directory of this config's NAME."""
         key = (self.config.NAME or "model").lower()
+        # Run directories are <name><YYYYmmddTHHMM>: match the name exactly, so "lesion" does not pick up
+        # "lesion_light" runs.
+        pattern = re.compile(re.escape(key) + r"\d{8}T\d{4}")
         dir_names = sorted(d for d in (next(os.walk(self.model_dir))[1] if os.path.isdir(self.model_dir) else [])
-                           if d.startswith(key))
+                           if pattern.fullmatch(d))
         if not dir_names:
             import errno
             raise FileNotFoundError(errno.ENOENT, f"Could not find model directory under {self.model_dir}")

@@ -265,3 +265,12 @@ def test_mixed_precision_trains_and_detects(tmp_path):
         assert np.all(np.isfinite(r["scores"]))
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_find_last_matches_the_config_name_exactly(tmp_path):
+    for run, epochs in (("tiny20240101T0000", [1, 2]), ("tiny_large20250101T0000", [1]), ("tinyfoo", [3])):
+        os.makedirs(tmp_path / run)
+        for e in epochs:
+            (tmp_path / run / f"mask_rcnn_{run[:-13] if run[-13:-5].isdigit() else run}_{e:04d}.h5").write_bytes(b"")
+    model = modellib.MaskRCNN("inference", TinyInferenceConfig(), model_dir=str(tmp_path))
+    assert model.find_last() == str(tmp_path / "tiny20240101T0000" / "mask_rcnn_tiny_0002.h5")
