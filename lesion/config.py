@@ -83,6 +83,10 @@ def make_config(light: bool = False, classes: str = "lesion", **overrides) -> Co
     """A config instance for the chosen classes, with attribute overrides (e.g. ``IMAGES_PER_GPU=1``)."""
     base = LightLesionConfig if light else LesionConfig
     attrs = {"NUM_CLASSES": 1 + len(class_names(classes))}
+    if classes == "diagnosis":
+        # A detection's score is its top class probability: with three diagnoses sharing the lesion's
+        # probability, a sure lesion of an uncertain diagnosis can score well below 0.5.
+        attrs["DETECTION_MIN_CONFIDENCE"] = 0.3
     attrs.update(overrides)
     cls = type(base.__name__, (base,), attrs)
     return cls()
