@@ -130,19 +130,29 @@ def proposals_np(t):
     return t.numpy()
 
 
-def bench_torchvision(size: int, image: np.ndarray, repeats: int) -> float | None:
-    """Seconds per image of torchvision's maskrcnn_resnet50_fpn (random weights) at ``size``, or None."""
+def bench_torchvision(size: int, image_path: str, image: np.ndarray, repeats: int,
+                      torch_python: str | None) -> float | None:
+    """Seconds per image of torchvision's maskrcnn_resnet50_fpn (random weights) at ``size`` with the same
+    number of threads as TensorFlow, or None when torch is not available."""
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     try:
-        import torch
-        import torchvision
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
     except ImportError:
-        return None
-    torch.set_num_threads(tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count())
-    model = torchvision.models.detection.maskrcnn_resnet50_fpn(
-        weights=None, weights_backbone=None, min_size=size, max_size=size, box_score_thresh=0.0).eval()
-    t = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
-    with torch.inference_mode():
-        return timeit(lambda: model([t]), repeats)
+        if not torch_python:
+            return None
+        import json
+        import subprocess
+
+        out = subprocess.run(
+            [torch_python, str(ROOT / "benchmarks" / "torchvision_peer.py"), "--image", image_path, "--size",
+             str(size), "--threads", str(threads), "--repeats", str(repeats)],
+            check=True, capture_output=True, text=True).stdout
+        return float(json.loads(out.strip().splitlines()[-1])["seconds"])
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from torchvision_peer import time_torchvision
+
+    return time_torchvision(image, size, threads, repeats)
 
 
 def main(argv=None):
@@ -150,6 +160,8 @@ def main(argv=None):
     parser.add_argument("--configs", nargs="+", default=["resnet50@512", "resnet50@1024", "light"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--image", default=None)
+    parser.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON"),
+                        help="a Python interpreter with torch and torchvision, when they are not importable here")
     args = parser.parse_args(argv)
 
     candidates = [args.image] if args.image else sorted(
@@ -162,7 +174,7 @@ def main(argv=None):
     for name in args.configs:
         r = bench_config(name, image, args.repeats)
         if name.startswith("resnet50@"):
-            tv = bench_torchvision(int(name.split("@")[1]), image, args.repeats)
+            tv = bench_torchvision(int(name.split("@")[1]), candidates[0], image, args.repeats, args.torch_python)
             r["torchvision_s"] = tv
             r["ratio_to_torchvision"] = (r["detect_s"] / tv) if tv else None
         rows.append(r)
