@@ -590,7 +590,7 @@ def _atomic_path(filepath: str):
 
 
 def save_weights(model: keras.Model, filepath: str | os.PathLike,
-                 nested_groups: Sequence[str] = DEFAULT_NESTED_GROUPS) -> str:
+                 nested_groups: Sequence[str] = DEFAULT_NESTED_GROUPS, dtype: str | None = None) -> str:
     """Save a model's weights in matterport's Keras-2 ``.h5`` layout, atomically.
 
     The file is written to a temporary file in the same folder, flushed to disk, then renamed onto ``filepath``,
@@ -601,6 +601,8 @@ def save_weights(model: keras.Model, filepath: str | os.PathLike,
         filepath: destination, e.g. ``logs/lesion20250101T1200/mask_rcnn_lesion_0005.h5``; folders are created.
         nested_groups: names of nested models stored as one group (matterport's ``rpn_model``); other nested
             models are stored layer by layer, as flat groups.
+        dtype: store floating-point values in this dtype (e.g. ``"float16"`` for a file half the size, used for
+            the bundled model); the loader casts back to each variable's dtype. None keeps the variables' dtypes.
 
     Returns:
         ``filepath`` as a string.
@@ -640,7 +642,10 @@ def save_weights(model: keras.Model, filepath: str | os.PathLike,
                     weight_names.append(f"{candidate}:0")
                 _write_str_list(group, "weight_names", weight_names)
                 for weight_name, var in zip(weight_names, unit.variables):
-                    group.create_dataset(weight_name, data=_to_numpy(var))
+                    value = _to_numpy(var)
+                    if dtype is not None and np.issubdtype(value.dtype, np.floating):
+                        value = value.astype(dtype)
+                    group.create_dataset(weight_name, data=value)
             f.flush()
     return path
 

@@ -510,3 +510,24 @@ def test_duplicate_layer_names_are_refused(tmp_path, rng):
                                                                    ("mrcnn_class_logits/bias:0", (2,))])], rng)
     with pytest.raises(WeightsMismatchError, match="several layers named"):
         load_weights(model, tmp_path / "w.h5")
+
+
+def test_save_in_float16_halves_the_file_and_loads_back_close(tmp_path):
+    import keras as _keras
+
+    inputs = _keras.Input((8, 8, 3))
+    x = _keras.layers.Conv2D(16, 3, name="conv1")(inputs)
+    x = _keras.layers.BatchNormalization(name="bn_conv1")(x)
+    model = _keras.Model(inputs, x)
+    full = W.save_weights(model, tmp_path / "full.h5")
+    half = W.save_weights(model, tmp_path / "half.h5", dtype="float16")
+    with h5py.File(half, "r") as f:
+        assert f["conv1/conv1/kernel:0"].dtype == np.float16
+    assert os.path.getsize(half) < 0.75 * os.path.getsize(full)
+    before = [w.numpy().copy() for w in model.weights]
+    for w in model.weights:
+        w.assign(np.zeros(w.shape, w.dtype))
+    W.load_weights(model, half)
+    for b, w in zip(before, model.weights):
+        assert w.dtype == "float32"
+        np.testing.assert_allclose(w.numpy(), b, rtol=1e-3, atol=1e-3)
