@@ -515,8 +515,8 @@ def test_duplicate_layer_names_are_refused(tmp_path, rng):
 def test_save_in_float16_halves_the_file_and_loads_back_close(tmp_path):
     import keras as _keras
 
-    inputs = _keras.Input((8, 8, 3))
-    x = _keras.layers.Conv2D(16, 3, name="conv1")(inputs)
+    inputs = _keras.Input((8, 8, 32))
+    x = _keras.layers.Conv2D(64, 3, name="conv1")(inputs)
     x = _keras.layers.BatchNormalization(name="bn_conv1")(x)
     model = _keras.Model(inputs, x)
     full = W.save_weights(model, tmp_path / "full.h5")
