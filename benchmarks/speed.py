@@ -3,6 +3,8 @@ torchvision's ``maskrcnn_resnet50_fpn`` at the same size and thread count.
 
     python benchmarks/speed.py                      # ResNet-50-FPN at 512 and 1024 px, and the light config
     python benchmarks/speed.py --configs light --repeats 10
+    python benchmarks/speed.py --throughput 50     # folder throughput of lesion/detect.py's pipeline
+    python benchmarks/speed.py --training 30       # training steps/s: real input pipeline vs a cached batch
 
 All figures are measured in one run (the ratios are what to compare across machines). One image at a time,
 after warm-up; the image is a real ISIC image at its original size when ../shared/isic2017-sample exists,
@@ -155,13 +157,103 @@ def bench_torchvision(size: int, image_path: str, image: np.ndarray, repeats: in
     return time_torchvision(image, size, threads, repeats)
 
 
+def bench_throughput(count: int, repeats: int) -> dict:
+    """Folder throughput of lesion/detect.py's pipeline (decode + mold in worker threads, overlapped with
+    inference) over ``count`` images, against 1 / single-image latency (decode + detect, one after the other)."""
+    from lesion import inference
+
+    paths = sorted(glob.glob(str(ROOT.parent / "shared/isic2017-sample/ISIC-2017_Training_Data/*.jpg")))
+    if not paths:
+        paths = sorted(glob.glob(str(ROOT / "demo/isic2017/ISIC-2017_Training_Data/*.jpg")))
+    paths = (paths * (count // len(paths) + 1))[:count]
+    weights = ROOT / "weights" / "mask_rcnn_lesion_light.h5"
+    if weights.exists():
+        model, _ = inference.load_model(str(weights))
+        what = "bundled lesion model"
+    else:
+        model = modellib.MaskRCNN("inference", make_config("light"), model_dir="/tmp")
+        what = "light config, random weights"
+    model.config.IMAGES_PER_GPU = model.config.BATCH_SIZE = 1
+    for p in paths[:3]:
+        model.detect([read_image(p)])
+    latency = timeit(lambda: [model.detect([read_image(p)]) for p in paths[:repeats]], 1) / repeats
+
+    def run_folder():
+        n = 0
+        for _, _, result, error in inference.iter_detections(
+                model, inference.iter_prepared(model, paths, read_image, workers=2), batch_size=1):
+            n += result is not None
+        return n
+
+    start = time.perf_counter()
+    done = run_folder()
+    elapsed = time.perf_counter() - start
+    r = {"what": what, "images": done, "latency_s": latency, "throughput_ips": done / elapsed}
+    r["ratio"] = r["throughput_ips"] * latency
+    print(f"== folder throughput ({what}, {done} images of {paths[0].rsplit('/', 2)[0]})\n"
+          f"  single image (decode + detect)  {latency:.3f} s  -> {1 / latency:.2f} images/s\n"
+          f"  folder pipeline                 {r['throughput_ips']:.2f} images/s   ratio {r['ratio']:.2f}", flush=True)
+    return r
+
+
+def bench_training(steps: int) -> dict:
+    """Training steps per second of the light lesion config with the real input pipeline (ISIC images decoded,
+    resized and augmented by PyDataset workers) vs the same model fed one cached batch."""
+    import keras
+
+    from lesion.augment import dermoscopy_augmentation
+    from lesion.config import make_config as lesion_config
+    from lesion.datasets import IsicDataset
+    from mrcnn.data import MaskRCNNSequence
+
+    root = ROOT.parent / "shared" / "isic2017-sample"
+    if not root.exists():
+        root = ROOT / "demo" / "isic2017"
+    dataset = IsicDataset()
+    dataset.load_isic(str(root), classes="diagnosis")
+    dataset.prepare()
+    config = lesion_config(light=True, classes="diagnosis")
+    model = modellib.MaskRCNN("training", config, model_dir="/tmp/speed_logs")
+    model.set_trainable(".*", verbose=0)
+    model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
+    real = MaskRCNNSequence(dataset, config, augmentation=dermoscopy_augmentation(), steps=steps)
+    batch = real[0]
+
+    class Cached(keras.utils.PyDataset):
+        def __len__(self):
+            return steps
+
+        def __getitem__(self, i):
+            return batch
+
+    km = model.keras_model
+    km.fit(Cached(), epochs=1, verbose=0)  # compile the train step
+    timings = {}
+    for name, data in (("cached", Cached()), ("real", real), ("cached again", Cached())):
+        start = time.perf_counter()
+        km.fit(data, epochs=1, verbose=0)
+        timings[name] = steps / (time.perf_counter() - start)
+    cached = (timings["cached"] + timings["cached again"]) / 2
+    r = {"real_sps": timings["real"], "cached_sps": cached, "ratio": timings["real"] / cached,
+         "batch": config.BATCH_SIZE, "input": int(config.IMAGE_SHAPE[0])}
+    print(f"== training input pipeline (light config, batch {r['batch']}, {r['input']} px, {steps} steps)\n"
+          f"  real data (PyDataset, {config.DATA_WORKERS} workers, augmentation)  {r['real_sps']:.2f} steps/s\n"
+          f"  one cached batch                                    {cached:.2f} steps/s\n"
+          f"  ratio {r['ratio']:.2f}", flush=True)
+    return r
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--configs", nargs="+", default=["resnet50@512", "resnet50@1024", "light"])
+    parser.add_argument("--configs", nargs="*", default=["resnet50@512", "resnet50@1024", "light"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--image", default=None)
     parser.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON"),
                         help="a Python interpreter with torch and torchvision, when they are not importable here")
+    parser.add_argument("--throughput", type=int, default=0, metavar="N",
+                        help="also measure folder throughput over N images")
+    parser.add_argument("--training", type=int, default=0, metavar="STEPS",
+                        help="also measure training steps/s, real data vs a cached batch")
     args = parser.parse_args(argv)
 
     candidates = [args.image] if args.image else sorted(
@@ -179,6 +271,10 @@ def main(argv=None):
             r["ratio_to_torchvision"] = (r["detect_s"] / tv) if tv else None
         rows.append(r)
         print(format_row(r), flush=True)
+    if args.throughput:
+        rows.append(bench_throughput(args.throughput, args.repeats))
+    if args.training:
+        rows.append(bench_training(args.training))
     return rows
 
 
