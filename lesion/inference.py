@@ -372,7 +372,7 @@ def load_model(weights: str | None = None, config_name: str | None = None, class
         classes: ``"lesion"`` or ``"diagnosis"``; from the file's class count when None (``"lesion"`` if unknown).
         overrides: further config attributes (``--set``).
         logs_dir: training log folder (``last``; the model's ``model_dir``).
-        min_confidence: DETECTION_MIN_CONFIDENCE, or None for the config's (0.5).
+        min_confidence: DETECTION_MIN_CONFIDENCE, or None for the config's (0.1 for the lesion configs).
         batch_size: IMAGES_PER_GPU, or None for the config's.
 
     Returns:
@@ -450,7 +450,7 @@ def add_model_arguments(parser: Any) -> None:
                         help="lesion (one class) or diagnosis (melanoma, seborrheic keratosis, nevus); "
                              "default: from the weights")
     parser.add_argument("--min-confidence", type=float, default=None, metavar="F",
-                        help="DETECTION_MIN_CONFIDENCE: detections below this score are dropped (default 0.5)")
+                        help="DETECTION_MIN_CONFIDENCE: detections below this score are dropped (default: the config's, 0.1)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help="images per inference batch (default: the config's IMAGES_PER_GPU)")
     parser.add_argument("--mask-rule", choices=MASK_RULES, default="top",
