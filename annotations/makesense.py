@@ -51,18 +51,18 @@ Behaviour for the ambiguous cases:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import math
 import os
 import re
 import sys
-import tempfile
 import unicodedata
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
+
+from mrcnn.atomic import atomic_path
 
 __all__ = [
     "MakesenseError",
@@ -893,22 +893,12 @@ def write_coco(coco: Mapping[str, Any], path: str | os.PathLike) -> None:
         path: destination file.
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o666 & ~_umask()
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
             json.dump(coco, f, separators=(",", ":"), allow_nan=False)
             f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o666 & ~_umask()
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # ----------------------------------------------------------------------------------------------------------------

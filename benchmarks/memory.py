@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 from mrcnn import model as modellib  # noqa: E402
 from samples.shapes import InferenceConfig, ShapesConfig, ShapesDataset  # noqa: E402

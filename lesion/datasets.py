@@ -47,7 +47,6 @@ import io
 import logging
 import os
 import re
-import tempfile
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -56,6 +55,7 @@ from typing import Callable, Hashable, Iterable, Mapping, Sequence
 import cv2
 import numpy as np
 
+from mrcnn.atomic import write_bytes_atomic
 from mrcnn.dataset import Dataset, ImageReadError, read_image
 
 __all__ = [
@@ -245,21 +245,6 @@ def _cache_path(cache_dir: str, path: str, max_side: int, kind: str, ext: str) -
     return os.path.join(cache_dir, f"{stem}.{kind}{max_side}.{digest}{ext}")
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
 def _cached_image(path: str, max_side: int | None, cache_dir: str | None) -> np.ndarray:
     """:func:`read_image_resized`, through the disk cache when the image is actually shrunk."""
     if max_side is None or cache_dir is None:
@@ -276,7 +261,7 @@ def _cached_image(path: str, max_side: int | None, cache_dir: str | None) -> np.
     image = read_image_resized(path, max_side)
     buffer = io.BytesIO()
     np.save(buffer, image, allow_pickle=False)
-    _write_atomic(cache_path, buffer.getvalue())
+    write_bytes_atomic(cache_path, buffer.getvalue())
     return image
 
 
@@ -294,7 +279,7 @@ def _cached_mask(path: str, max_side: int | None, cache_dir: str | None) -> np.n
     ok, encoded = cv2.imencode(".png", mask.astype(np.uint8) * 255)
     if not ok:
         raise OSError(f"{cache_path}: could not encode the resized mask of {path} as PNG")
-    _write_atomic(cache_path, encoded.tobytes())
+    write_bytes_atomic(cache_path, encoded.tobytes())
     return mask
 
 

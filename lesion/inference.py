@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import ast
 import collections
-import contextlib
 import csv
 import dataclasses
 import difflib
@@ -46,12 +45,13 @@ import json
 import math
 import os
 import re
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
+
+from mrcnn.atomic import write_bytes_atomic
 
 __all__ = [
     "ROOT",
@@ -715,26 +715,6 @@ def coco_annotations(result: Mapping[str, np.ndarray], image_id: int, first_id: 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Atomic output files.
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> str:
-    """Write ``data`` to a temporary file next to ``path``, then rename it onto ``path``.
-
-    An interrupted or failed write leaves an earlier file at ``path`` as it was and no partial file.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    return path
 
 
 def write_image_atomic(path: str | os.PathLike, image: np.ndarray, jpeg_quality: int = 90) -> str:

@@ -65,6 +65,8 @@ import re
 from collections import Counter
 from typing import Sequence
 
+from mrcnn.atomic import write_bytes_atomic
+
 __all__ = ["COCO_WEIGHTS", "Stage", "UsageError", "build_parser", "default_schedule", "main", "make_split",
            "parse_schedule"]
 
@@ -236,10 +238,7 @@ def _read_ids(path: str) -> list[str]:
 
 
 def _write_text(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -13,8 +13,6 @@ work and tests: about 4.6 M parameters with a 128-wide pyramid, versus 44.7 M fo
 
 from __future__ import annotations
 
-from typing import Callable
-
 import keras
 from keras import layers
 

@@ -74,15 +74,13 @@ def apply_augmentation(augmentation, image: np.ndarray, mask: np.ndarray) -> tup
     """
     if _is_imgaug(augmentation):
         # imgaug: the same deterministic augmenter for both; masks are not changed by colour augmenters.
-        import imgaug  # noqa: F401  (only present for matterport scripts)
+        import imgaug  # only installed for matterport scripts
 
         mask_augmenters = {"Sequential", "SomeOf", "OneOf", "Sometimes", "Fliplr", "Flipud", "CropAndPad",
                            "Affine", "PiecewiseAffine", "Rot90", "Crop", "Pad", "Resize"}
 
         def hook(images, augmenter, parents, default):
             return augmenter.__class__.__name__ in mask_augmenters
-
-        import imgaug.augmenters as iaa  # noqa: F401
 
         det = augmentation.to_deterministic()
         image_out = det.augment_image(image)

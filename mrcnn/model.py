@@ -19,7 +19,6 @@ import tensorflow as tf
 from . import utils
 from .data import (MaskRCNNSequence, compose_image_meta, data_generator, load_image_gt, mold_image,
                    parse_image_meta, unmold_image)
-from .losses import LOSS_NAMES
 from .network import MaskRCNNModel, model_kwargs
 
 __all__ = ["MaskRCNN", "log", "load_image_gt", "mold_image", "unmold_image", "compose_image_meta",

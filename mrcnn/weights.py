@@ -32,13 +32,10 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 import re
-import sys
-import tempfile
 import urllib.error
 import urllib.request
 from typing import Iterable, Sequence
@@ -47,6 +44,8 @@ import h5py
 import keras
 import numpy as np
 from tqdm import tqdm
+
+from .atomic import atomic_path
 
 __all__ = [
     "COCO_MODEL_URL",
@@ -554,41 +553,6 @@ def _plan_load(model, file_groups: dict[str, tuple[list[str], list[tuple]]], exc
     return plan, problems
 
 
-def _fsync_path(path: str) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(directory: str) -> None:
-    """Persist a rename on POSIX; a no-op where directories cannot be opened (Windows)."""
-    if sys.platform.startswith("win"):
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-@contextlib.contextmanager
-def _atomic_path(filepath: str):
-    """Yield a temporary path in the target folder; move it onto ``filepath`` only if the body succeeds."""
-    directory = os.path.dirname(os.path.abspath(filepath))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(filepath)}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        yield tmp
-        _fsync_path(tmp)
-        os.replace(tmp, filepath)
-        _fsync_dir(directory)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
 def save_weights(model: keras.Model, filepath: str | os.PathLike,
                  nested_groups: Sequence[str] = DEFAULT_NESTED_GROUPS, dtype: str | None = None) -> str:
     """Save a model's weights in matterport's Keras-2 ``.h5`` layout, atomically.
@@ -623,7 +587,7 @@ def save_weights(model: keras.Model, filepath: str | os.PathLike,
     unit_by_name = {u.layer.name: u for u in units}
     layer_names = list(dict.fromkeys(layer_names))
 
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             _write_str_list(f, "layer_names", layer_names)
             f.attrs["backend"] = np.bytes_(keras.backend.backend().encode("utf8"))
@@ -689,7 +653,7 @@ def _download(url: str, dest: str, what: str, verbose: int = 1) -> str:
     if verbose:
         print(f"Downloading {what} to {dest} ...")
     try:
-        with _atomic_path(dest) as tmp:
+        with atomic_path(dest) as tmp:
             try:
                 response = urllib.request.urlopen(url, timeout=60)
             except (urllib.error.URLError, OSError, ValueError) as error:
