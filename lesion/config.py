@@ -62,7 +62,11 @@ class LightLesionConfig(LesionConfig):
     BACKBONE = "light"
     IMAGE_MIN_DIM = 320
     IMAGE_MAX_DIM = 320
-    RPN_ANCHOR_SCALES = (20, 40, 80, 160, 320)
+    # One large lesion per image (40 to 320 px here): two sizes per level (24 ... 543 px) and a 0.6 IoU for
+    # positive anchors, so that every lesion has several positive anchors to learn from, not one.
+    RPN_ANCHOR_SCALES = (24, 48, 96, 192, 384)
+    RPN_ANCHOR_SCALES_PER_OCTAVE = 2
+    RPN_POSITIVE_IOU = 0.6
     TOP_DOWN_PYRAMID_SIZE = 128
     FPN_CLASSIF_FC_LAYERS_SIZE = 256
     RPN_HEAD_DEPTH = 128

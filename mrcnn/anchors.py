@@ -15,7 +15,7 @@ import numpy as np
 
 from .boxes import norm_boxes
 
-__all__ = ["generate_anchors", "generate_pyramid_anchors", "compute_backbone_shapes", "get_anchors"]
+__all__ = ["generate_anchors", "generate_pyramid_anchors", "compute_backbone_shapes", "get_anchors", "octave_scales"]
 
 
 def generate_anchors(scales, ratios: Sequence[float], shape: Sequence[int], feature_stride: int,
@@ -67,8 +67,20 @@ def compute_backbone_shapes(image_shape: Sequence[int], strides: Sequence[int]) 
     )
 
 
-def get_anchors(image_shape: Sequence[int], scales, ratios, strides, anchor_stride) -> np.ndarray:
-    """Normalised float32 anchors [A, (y1, x1, y2, x2)] for an input of ``image_shape``."""
+def octave_scales(scales, scales_per_octave: int = 1) -> list[list[float]]:
+    """Anchor sizes of each level: ``s * 2 ** (k / n)`` for ``k < n`` (``n = 1`` gives ``[[s] for s in scales]``)."""
+    n = int(scales_per_octave)
+    return [[float(s) * 2.0 ** (k / n) for k in range(n)] for s in scales]
+
+
+def get_anchors(image_shape: Sequence[int], scales, ratios, strides, anchor_stride,
+                scales_per_octave: int = 1) -> np.ndarray:
+    """Normalised float32 anchors [A, (y1, x1, y2, x2)] for an input of ``image_shape``.
+
+    With ``scales_per_octave`` n > 1 every level has n sizes (see :func:`octave_scales`), so each cell has
+    ``n * len(ratios)`` anchors.
+    """
+    scales = octave_scales(scales, scales_per_octave)
     shapes = compute_backbone_shapes(image_shape, strides)
     anchors = generate_pyramid_anchors(scales, ratios, shapes, strides, anchor_stride)
     return norm_boxes(anchors, image_shape[:2])

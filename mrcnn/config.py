@@ -41,6 +41,11 @@ class Config:
     RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)
     RPN_ANCHOR_RATIOS = [0.5, 1, 2]
     RPN_ANCHOR_STRIDE = 1
+    # Additions: anchor sizes per pyramid level, s * 2 ** (k / n) for k < n (n = 1: matterport's single size),
+    # and the IoU thresholds that make an anchor positive / negative for the RPN (matterport: 0.7 / 0.3).
+    RPN_ANCHOR_SCALES_PER_OCTAVE = 1
+    RPN_POSITIVE_IOU = 0.7
+    RPN_NEGATIVE_IOU = 0.3
     RPN_NMS_THRESHOLD = 0.7
     RPN_TRAIN_ANCHORS_PER_IMAGE = 256
     PRE_NMS_LIMIT = 6000

@@ -49,6 +49,9 @@ def model_kwargs(config) -> dict:
         anchor_scales=[float(s) for s in config.RPN_ANCHOR_SCALES],
         anchor_ratios=[float(r) for r in config.RPN_ANCHOR_RATIOS],
         anchor_stride=int(config.RPN_ANCHOR_STRIDE),
+        anchor_scales_per_octave=int(getattr(config, "RPN_ANCHOR_SCALES_PER_OCTAVE", 1)),
+        rpn_positive_iou=float(getattr(config, "RPN_POSITIVE_IOU", 0.7)),
+        rpn_negative_iou=float(getattr(config, "RPN_NEGATIVE_IOU", 0.3)),
         rpn_nms_threshold=float(config.RPN_NMS_THRESHOLD),
         rpn_train_anchors_per_image=int(config.RPN_TRAIN_ANCHORS_PER_IMAGE),
         pre_nms_limit=int(config.PRE_NMS_LIMIT),
@@ -81,6 +84,7 @@ class MaskRCNNModel(keras.Model):
     def __init__(self, num_classes: int, image_shape, backbone="resnet101", pyramid_size: int = 256,
                  fc_size: int = 1024, backbone_strides=(4, 8, 16, 32, 64),
                  anchor_scales=(32, 64, 128, 256, 512), anchor_ratios=(0.5, 1, 2), anchor_stride: int = 1,
+                 anchor_scales_per_octave: int = 1, rpn_positive_iou: float = 0.7, rpn_negative_iou: float = 0.3,
                  rpn_nms_threshold: float = 0.7, rpn_train_anchors_per_image: int = 256,
                  pre_nms_limit: int = 6000, post_nms_rois_training: int = 2000,
                  post_nms_rois_inference: int = 1000, rpn_bbox_std_dev=(0.1, 0.1, 0.2, 0.2),
@@ -95,7 +99,9 @@ class MaskRCNNModel(keras.Model):
         self.settings = dict(
             num_classes=num_classes, image_shape=list(image_shape), backbone=backbone, pyramid_size=pyramid_size,
             fc_size=fc_size, backbone_strides=list(backbone_strides), anchor_scales=list(anchor_scales),
-            anchor_ratios=list(anchor_ratios), anchor_stride=anchor_stride, rpn_nms_threshold=rpn_nms_threshold,
+            anchor_ratios=list(anchor_ratios), anchor_stride=anchor_stride,
+            anchor_scales_per_octave=anchor_scales_per_octave, rpn_positive_iou=rpn_positive_iou,
+            rpn_negative_iou=rpn_negative_iou, rpn_nms_threshold=rpn_nms_threshold,
             rpn_train_anchors_per_image=rpn_train_anchors_per_image, pre_nms_limit=pre_nms_limit,
             post_nms_rois_training=post_nms_rois_training, post_nms_rois_inference=post_nms_rois_inference,
             rpn_bbox_std_dev=list(rpn_bbox_std_dev), bbox_std_dev=list(bbox_std_dev), pool_size=pool_size,
@@ -109,10 +115,11 @@ class MaskRCNNModel(keras.Model):
         self.num_classes = int(num_classes)
         self.image_shape = tuple(int(v) for v in image_shape)
         self.anchors = get_anchors(self.image_shape, s["anchor_scales"], s["anchor_ratios"],
-                                   s["backbone_strides"], anchor_stride).astype(np.float32)
+                                   s["backbone_strides"], anchor_stride, anchor_scales_per_octave).astype(np.float32)
 
         self.backbone = build_backbone(self.image_shape, backbone, pyramid_size, train_bn)
-        self.rpn = build_rpn_model(anchor_stride, len(s["anchor_ratios"]), pyramid_size, rpn_head_depth)
+        self.rpn = build_rpn_model(anchor_stride, anchor_scales_per_octave * len(s["anchor_ratios"]), pyramid_size,
+                                   rpn_head_depth)
         self.box_head = build_box_head(pool_size, pyramid_size, num_classes, fc_size, train_bn)
         self.mask_head = build_mask_head(mask_pool_size, pyramid_size, num_classes, train_bn, mask_head_depth)
         self.roi_align = PyramidROIAlign(pool_size, self.image_shape, name="roi_align_classifier")
@@ -218,7 +225,8 @@ class MaskRCNNModel(keras.Model):
         feature_maps = self.features(images, training=training)
         rpn_class_logits, rpn_probs, rpn_bbox = self.rpn_outputs(feature_maps, training=training)
         rpn_match, rpn_deltas = rpn_targets(
-            anchors, gt_class_ids, gt_boxes, s["rpn_train_anchors_per_image"], std_dev=s["rpn_bbox_std_dev"],
+            anchors, gt_class_ids, gt_boxes, s["rpn_train_anchors_per_image"], positive_iou=s["rpn_positive_iou"],
+            negative_iou=s["rpn_negative_iou"], std_dev=s["rpn_bbox_std_dev"],
             seed=self.seed_generator)
         proposals = self.proposals_training(rpn_probs, rpn_bbox, anchors)
         targets = detection_targets(

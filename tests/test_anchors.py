@@ -77,3 +77,21 @@ def test_get_anchors_normalised():
     np.testing.assert_allclose(anchors[4], [-4 / 63, 0, 3 / 63, 7 / 63], rtol=1e-6)
     # The P6 square anchor (-64, -64, 64, 64).
     np.testing.assert_allclose(anchors[-2], [-64 / 63, -64 / 63, 63 / 63, 63 / 63], rtol=1e-6)
+
+
+def test_octave_scales_give_n_sizes_per_level():
+    from mrcnn.anchors import octave_scales
+
+    assert octave_scales([32, 64], 1) == [[32.0], [64.0]]
+    two = octave_scales([32, 64], 2)
+    np.testing.assert_allclose(two, [[32.0, 32.0 * 2 ** 0.5], [64.0, 64.0 * 2 ** 0.5]])
+
+
+def test_get_anchors_with_two_scales_per_octave_doubles_the_count():
+    one = get_anchors((64, 64), [8, 16, 32, 64, 128], [0.5, 1, 2], [4, 8, 16, 32, 64], 1)
+    two = get_anchors((64, 64), [8, 16, 32, 64, 128], [0.5, 1, 2], [4, 8, 16, 32, 64], 1, scales_per_octave=2)
+    assert two.shape[0] == 2 * one.shape[0]
+    # First cell of the first level: ratio 1 anchors of sizes 8 and 8*sqrt(2), centred on pixel (0, 0).
+    # Normalised sides are (pixels - 1) / 63 (the (h - 1) convention of norm_boxes).
+    sides = sorted({round(float((b[2] - b[0]) * 63 + 1), 3) for b in two[:6] if abs((b[2] - b[0]) - (b[3] - b[1])) < 1e-6})
+    np.testing.assert_allclose(sides, [8.0, 8.0 * 2 ** 0.5], atol=1e-3)
