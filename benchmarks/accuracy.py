@@ -32,7 +32,7 @@ WEIGHTS = ROOT / "weights" / "mask_rcnn_lesion_light.h5"
 #: The command that trained the bundled model (see weights/README.md).
 TRAIN_COMMAND = [
     "lesion/train.py", "--dataset", "../shared/isic2017-sample", "--config", "light", "--classes", "diagnosis",
-    "--weights", "none", "--epochs", "60", "--steps-per-epoch", "49",
+    "--weights", "none", "--epochs", "50", "--steps-per-epoch", "49",
 ]
 
 
@@ -66,6 +66,10 @@ def mask_study(dataset_dir: Path, sizes=(28, 56, 112)) -> dict:
         print(f"  {size:>3} x {size:<3} mask: best possible mean Jaccard {result[f'{size}x{size}']:.4f} "
               f"({len(scores)} images)", flush=True)
     return result
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def main(argv=None) -> int:
@@ -105,8 +109,8 @@ def main(argv=None) -> int:
               f"{s['sensitivity']:.3f} | {s['specificity']:.3f} | {s['median_box_iou']:.3f} |")
     if cls:
         print(f"\nDiagnosis on {cls.get('n')} images: accuracy {cls['accuracy']:.3f}, balanced accuracy "
-              f"{cls['balanced_accuracy']:.3f}, melanoma AUC {cls['melanoma_auc']}, seborrheic keratosis AUC "
-              f"{cls['seborrheic_keratosis_auc']}")
+              f"{cls['balanced_accuracy']:.3f}, melanoma AUC {_fmt(cls['melanoma_auc'])}, seborrheic keratosis AUC "
+              f"{_fmt(cls['seborrheic_keratosis_auc'])}")
     coco = metrics["model"].get("coco_class_agnostic") or metrics["model"].get("coco") or {}
     if coco:
         print(f"COCO (lesion): bbox AP {coco['bbox']['AP']:.3f}, segm AP {coco['segm']['AP']:.3f}")

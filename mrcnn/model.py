@@ -307,9 +307,11 @@ class MaskRCNN:
         # Drop boxes with no area (they appear when a box is clipped to the window edge).
         keep = np.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[0]
         boxes, class_ids, scores, masks, probs = boxes[keep], class_ids[keep], scores[keep], masks[keep], probs[keep]
-        full_masks = [utils.unmold_mask(masks[i], boxes[i], original_image_shape) for i in range(len(boxes))]
-        full_masks = (np.stack(full_masks, axis=-1) if full_masks
-                      else np.zeros(tuple(original_image_shape[:2]) + (0,), dtype=bool))
+        # Paste each mask into its own contiguous plane, then view the stack as [H, W, N] (no copy).
+        full_masks = np.zeros((len(boxes),) + tuple(original_image_shape[:2]), dtype=bool)
+        for i in range(len(boxes)):
+            utils.unmold_mask(masks[i], boxes[i], original_image_shape, out=full_masks[i])
+        full_masks = np.moveaxis(full_masks, 0, -1)
         return boxes.astype(np.int32), class_ids, scores, full_masks, probs
 
     def _inference_fn(self):

@@ -451,7 +451,7 @@ def expand_mask(bbox: np.ndarray, mini_mask: np.ndarray, image_shape: Sequence[i
     return mask
 
 
-def unmold_mask(mask: np.ndarray, bbox, image_shape: Sequence[int]) -> np.ndarray:
+def unmold_mask(mask: np.ndarray, bbox, image_shape: Sequence[int], out: np.ndarray | None = None) -> np.ndarray:
     """Paste a small float mask (e.g. the 28x28 head output) at its box in a full-size binary mask.
 
     Only the box-sized patch is resized (OpenCV bilinear) and thresholded at 0.5; the part of the box outside
@@ -461,13 +461,14 @@ def unmold_mask(mask: np.ndarray, bbox, image_shape: Sequence[int]) -> np.ndarra
         mask: [mask_h, mask_w] float mask in [0, 1].
         bbox: (y1, x1, y2, x2) integer pixel box.
         image_shape: (height, width, ...) of the image.
+        out: optional zero-filled bool [height, width] array to paste into (saves an allocation per mask).
 
     Returns:
-        bool [height, width].
+        bool [height, width] (``out`` when given).
     """
     height, width = int(image_shape[0]), int(image_shape[1])
     y1, x1, y2, x2 = (int(round(float(v))) for v in bbox[:4])
-    full_mask = np.zeros((height, width), dtype=bool)
+    full_mask = np.zeros((height, width), dtype=bool) if out is None else out
     box_h, box_w = y2 - y1, x2 - x1
     if box_h <= 0 or box_w <= 0:
         return full_mask

@@ -566,7 +566,8 @@ def save_weights(model: keras.Model, filepath: str | os.PathLike,
         nested_groups: names of nested models stored as one group (matterport's ``rpn_model``); other nested
             models are stored layer by layer, as flat groups.
         dtype: store floating-point values in this dtype (e.g. ``"float16"`` for a file half the size, used for
-            the bundled model); the loader casts back to each variable's dtype. None keeps the variables' dtypes.
+            the bundled model); a variable whose values do not fit keeps its dtype. The loader casts back to each
+            variable's dtype. None keeps the variables' dtypes.
 
     Returns:
         ``filepath`` as a string.
@@ -608,7 +609,12 @@ def save_weights(model: keras.Model, filepath: str | os.PathLike,
                 for weight_name, var in zip(weight_names, unit.variables):
                     value = _to_numpy(var)
                     if dtype is not None and np.issubdtype(value.dtype, np.floating):
-                        value = value.astype(dtype)
+                        with np.errstate(over="ignore"):
+                            cast = value.astype(dtype)
+                        # Values out of the smaller type's range (e.g. BatchNorm variances above 65504 for
+                        # float16) keep their own dtype rather than becoming infinite.
+                        if np.all(np.isfinite(cast) == np.isfinite(value)):
+                            value = cast
                     group.create_dataset(weight_name, data=value)
             f.flush()
     return path

@@ -524,6 +524,11 @@ def test_save_in_float16_halves_the_file_and_loads_back_close(tmp_path):
     with h5py.File(half, "r") as f:
         assert f["conv1/conv1/kernel:0"].dtype == np.float16
     assert os.path.getsize(half) < 0.75 * os.path.getsize(full)
+    variance = model.get_layer("bn_conv1").moving_variance
+    variance.assign(np.full(variance.shape, 1e6, "float32"))  # beyond float16's range: kept as float32
+    half = W.save_weights(model, tmp_path / "half.h5", dtype="float16")
+    with h5py.File(half, "r") as f:
+        assert f["bn_conv1/bn_conv1/moving_variance:0"].dtype == np.float32
     before = [w.numpy().copy() for w in model.weights]
     for w in model.weights:
         w.assign(np.zeros(w.shape, w.dtype))
