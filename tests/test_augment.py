@@ -122,3 +122,47 @@ def test_same_seed_same_draws():
 def test_unknown_strength_is_refused():
     with pytest.raises(ValueError, match="strength must be one of"):
         dermoscopy_augmentation("extreme")
+
+
+def test_imgaug_style_augmenter_moves_masks_with_the_image(monkeypatch):
+    """matterport scripts pass imgaug augmenters; imgaug 0.4 does not import under NumPy 2, so a stand-in
+    module with imgaug's interface (to_deterministic, augment_image, HooksImages) checks the coupling."""
+    import sys
+    import types
+
+    from mrcnn.data import apply_augmentation
+
+    class HooksImages:
+        def __init__(self, activator=None):
+            self.activator = activator
+
+    class Fliplr:
+        def to_deterministic(self):
+            return self
+
+        def augment_image(self, image, hooks=None):
+            if hooks is not None and not hooks.activator(image, self, [], True):
+                return image
+            return image[:, ::-1].copy()
+
+    class Multiply(Fliplr):  # a colour augmenter: never applied to masks
+        def augment_image(self, image, hooks=None):
+            if hooks is not None and not hooks.activator(image, self, [], True):
+                return image
+            return (image // 2).astype(image.dtype)
+
+    fake = types.ModuleType("imgaug")
+    fake.HooksImages = HooksImages
+    monkeypatch.setitem(sys.modules, "imgaug", fake)
+
+    image = np.zeros((8, 10, 3), np.uint8)
+    image[2:5, 0:3] = 200
+    mask = np.zeros((8, 10, 1), bool)
+    mask[2:5, 0:3, 0] = True
+    out_image, out_mask = apply_augmentation(Fliplr(), image, mask)
+    assert out_mask.dtype == bool and out_mask.shape == mask.shape
+    np.testing.assert_array_equal(out_mask[..., 0], out_image[..., 0] > 0)
+    assert out_mask[2:5, 7:10, 0].all() and not out_mask[:, :7].any()
+    out_image, out_mask = apply_augmentation(Multiply(), image, mask)
+    np.testing.assert_array_equal(out_mask, mask)
+    assert out_image.max() == 100
