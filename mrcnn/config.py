@@ -99,7 +99,7 @@ class Config:
     MIXED_PRECISION = False
     # "sgd" (matterport: SGD with momentum) or "adamw" (AdamW; converges faster when training from scratch).
     OPTIMIZER = "sgd"
-    # Compile the train step with XLA.
+    # Compile the backbone + FPN with XLA (the rest of the step has data-dependent shapes).
     JIT_COMPILE = False
     # Add the ground-truth boxes to the proposals the heads are trained on (as detectron2 does):
     # gives the heads positives from the first step, which matters when training from scratch.

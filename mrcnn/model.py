@@ -202,7 +202,8 @@ class MaskRCNN:
             raise ValueError(f"OPTIMIZER must be 'sgd' or 'adamw', got {cfg.OPTIMIZER!r}")
         if cfg.WEIGHT_DECAY:
             optimizer.exclude_from_weight_decay(var_names=["gamma", "beta"])
-        self.keras_model.compile(optimizer=optimizer, jit_compile=bool(getattr(cfg, "JIT_COMPILE", False)))
+        # JIT_COMPILE applies XLA to the backbone inside the model (see MaskRCNNModel), not to the whole step.
+        self.keras_model.compile(optimizer=optimizer, jit_compile=False)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
               custom_callbacks=None, no_augmentation_sources=None, verbose=1):

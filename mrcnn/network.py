@@ -72,6 +72,7 @@ def model_kwargs(config) -> dict:
         rpn_head_depth=int(getattr(config, "RPN_HEAD_DEPTH", 512)),
         proposals_append_gt=bool(getattr(config, "PROPOSALS_APPEND_GT", True)),
         train_bn=config.TRAIN_BN,
+        jit_compile_backbone=bool(getattr(config, "JIT_COMPILE", False)),
         loss_weights={k: float(v) for k, v in config.LOSS_WEIGHTS.items()},
         seed=getattr(config, "SEED", None),
     )
@@ -93,7 +94,7 @@ class MaskRCNNModel(keras.Model):
                  detection_max_instances: int = 100, detection_min_confidence: float = 0.7,
                  detection_nms_threshold: float = 0.3, use_mini_mask: bool = True,
                  proposals_append_gt: bool = True, mask_head_depth: int = 256,
-                 rpn_head_depth: int = 512, train_bn=False, loss_weights=None, seed=None, **kwargs):
+                 rpn_head_depth: int = 512, train_bn=False, jit_compile_backbone: bool = False, loss_weights=None, seed=None, **kwargs):
         kwargs.setdefault("name", "mask_rcnn")
         super().__init__(**kwargs)
         self.settings = dict(
@@ -110,6 +111,7 @@ class MaskRCNNModel(keras.Model):
             detection_min_confidence=detection_min_confidence, detection_nms_threshold=detection_nms_threshold,
             use_mini_mask=use_mini_mask, proposals_append_gt=proposals_append_gt,
             mask_head_depth=mask_head_depth, rpn_head_depth=rpn_head_depth, train_bn=train_bn,
+            jit_compile_backbone=jit_compile_backbone,
             loss_weights=dict(loss_weights or {name: 1.0 for name in LOSS_NAMES}), seed=seed)
         s = self.settings
         self.num_classes = int(num_classes)
@@ -132,6 +134,10 @@ class MaskRCNNModel(keras.Model):
                                         detection_nms_threshold, bbox_std_dev, name="mrcnn_detection")
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in ("loss",) + LOSS_NAMES}
+        # XLA compiles the backbone + FPN only: the rest has data-dependent shapes (NMS, sampling) that XLA
+        # cannot compile, and the backbone is where the FLOPs are.
+        self._backbone_xla = (tf.function(self.backbone.__call__, jit_compile=True, reduce_retracing=True)
+                              if jit_compile_backbone else None)
         # Every sub-network is a functional model, built at construction.
         self.built = True
 
@@ -151,6 +157,8 @@ class MaskRCNNModel(keras.Model):
 
     def features(self, images, training=False):
         """[P2, P3, P4, P5, P6] feature maps of molded images."""
+        if self._backbone_xla is not None:
+            return self._backbone_xla(images, training=bool(training))
         return self.backbone(images, training=training)
 
     def rpn_outputs(self, feature_maps, training=False):

@@ -274,3 +274,21 @@ def test_find_last_matches_the_config_name_exactly(tmp_path):
             (tmp_path / run / f"mask_rcnn_{run[:-13] if run[-13:-5].isdigit() else run}_{e:04d}.h5").write_bytes(b"")
     model = modellib.MaskRCNN("inference", TinyInferenceConfig(), model_dir=str(tmp_path))
     assert model.find_last() == str(tmp_path / "tiny20240101T0000" / "mask_rcnn_tiny_0002.h5")
+
+
+def test_jit_compile_trains_and_matches_the_plain_backbone(tmp_path):
+    config = TinyShapesConfig()
+    config.JIT_COMPILE = True
+    model = modellib.MaskRCNN("training", config, model_dir=str(tmp_path))
+    history = model.train(_shapes(4, 1), None, learning_rate=0.01, epochs=1, layers="all", verbose=0)
+    assert all(np.isfinite(v[-1]) for v in history.history.values())
+    plain_config, xla_config = TinyInferenceConfig(), TinyInferenceConfig()
+    xla_config.JIT_COMPILE = True
+    plain = modellib.MaskRCNN("inference", plain_config, model_dir=str(tmp_path))
+    xla = modellib.MaskRCNN("inference", xla_config, model_dir=str(tmp_path))
+    plain.load_weights(model.find_last(), by_name=True)
+    xla.load_weights(model.find_last(), by_name=True)
+    molded, metas, _ = plain.mold_inputs([_shapes(1, 5).load_image(0)])
+    want = plain.run_inference(molded, metas)
+    got = xla.run_inference(molded, metas)
+    np.testing.assert_allclose(got["detections"][..., 5], want["detections"][..., 5], atol=1e-3)
