@@ -21,12 +21,16 @@ from .layers import BatchNorm
 __all__ = ["build_backbone", "resnet_graph", "light_graph", "fpn_graph", "BACKBONES"]
 
 
-def _identity_block(x, kernel_size: int, filters, stage: int, block: str, use_bias: bool, train_bn):
-    """ResNet bottleneck block with an identity shortcut (matterport names)."""
+def _bottleneck(x, kernel_size: int, filters, stage: int, block: str, use_bias: bool, train_bn, strides=None):
+    """ResNet bottleneck block with matterport's names.
+
+    With ``strides`` (the first block of a stage) the shortcut is a strided 1x1 projection (``res{s}a_branch1``)
+    and the stride sits on the first 1x1 convolution, as in Caffe's ResNet; without, the shortcut is the identity.
+    """
     f1, f2, f3 = filters
     conv = f"res{stage}{block}_branch"
     bn = f"bn{stage}{block}_branch"
-    y = layers.Conv2D(f1, 1, name=conv + "2a", use_bias=use_bias)(x)
+    y = layers.Conv2D(f1, 1, strides=strides or (1, 1), name=conv + "2a", use_bias=use_bias)(x)
     y = BatchNorm(train_bn=train_bn, name=bn + "2a")(y)
     y = layers.Activation("relu")(y)
     y = layers.Conv2D(f2, kernel_size, padding="same", name=conv + "2b", use_bias=use_bias)(y)
@@ -34,25 +38,10 @@ def _identity_block(x, kernel_size: int, filters, stage: int, block: str, use_bi
     y = layers.Activation("relu")(y)
     y = layers.Conv2D(f3, 1, name=conv + "2c", use_bias=use_bias)(y)
     y = BatchNorm(train_bn=train_bn, name=bn + "2c")(y)
-    y = layers.Add()([y, x])
-    return layers.Activation("relu", name=f"res{stage}{block}_out")(y)
-
-
-def _conv_block(x, kernel_size: int, filters, stage: int, block: str, strides, use_bias: bool, train_bn):
-    """ResNet bottleneck block with a projection shortcut (matterport names; stride on the 1x1, as Caffe)."""
-    f1, f2, f3 = filters
-    conv = f"res{stage}{block}_branch"
-    bn = f"bn{stage}{block}_branch"
-    y = layers.Conv2D(f1, 1, strides=strides, name=conv + "2a", use_bias=use_bias)(x)
-    y = BatchNorm(train_bn=train_bn, name=bn + "2a")(y)
-    y = layers.Activation("relu")(y)
-    y = layers.Conv2D(f2, kernel_size, padding="same", name=conv + "2b", use_bias=use_bias)(y)
-    y = BatchNorm(train_bn=train_bn, name=bn + "2b")(y)
-    y = layers.Activation("relu")(y)
-    y = layers.Conv2D(f3, 1, name=conv + "2c", use_bias=use_bias)(y)
-    y = BatchNorm(train_bn=train_bn, name=bn + "2c")(y)
-    shortcut = layers.Conv2D(f3, 1, strides=strides, name=conv + "1", use_bias=use_bias)(x)
-    shortcut = BatchNorm(train_bn=train_bn, name=bn + "1")(shortcut)
+    shortcut = x
+    if strides is not None:
+        shortcut = layers.Conv2D(f3, 1, strides=strides, name=conv + "1", use_bias=use_bias)(x)
+        shortcut = BatchNorm(train_bn=train_bn, name=bn + "1")(shortcut)
     y = layers.Add()([y, shortcut])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(y)
 
@@ -78,25 +67,25 @@ def resnet_graph(input_image, architecture: str, stage5: bool = True, train_bn=F
     x = layers.Activation("relu")(x)
     c1 = x = layers.MaxPooling2D((3, 3), strides=(2, 2), padding="same")(x)
     # Stage 2
-    x = _conv_block(x, 3, [64, 64, 256], 2, "a", (1, 1), True, train_bn)
-    x = _identity_block(x, 3, [64, 64, 256], 2, "b", True, train_bn)
-    c2 = x = _identity_block(x, 3, [64, 64, 256], 2, "c", True, train_bn)
+    x = _bottleneck(x, 3, [64, 64, 256], 2, "a", True, train_bn, strides=(1, 1))
+    x = _bottleneck(x, 3, [64, 64, 256], 2, "b", True, train_bn)
+    c2 = x = _bottleneck(x, 3, [64, 64, 256], 2, "c", True, train_bn)
     # Stage 3
-    x = _conv_block(x, 3, [128, 128, 512], 3, "a", (2, 2), True, train_bn)
+    x = _bottleneck(x, 3, [128, 128, 512], 3, "a", True, train_bn, strides=(2, 2))
     for block in "bcd":
-        x = _identity_block(x, 3, [128, 128, 512], 3, block, True, train_bn)
+        x = _bottleneck(x, 3, [128, 128, 512], 3, block, True, train_bn)
     c3 = x
     # Stage 4: 6 blocks (ResNet-50) or 23 (ResNet-101), named a, b, ..., w.
-    x = _conv_block(x, 3, [256, 256, 1024], 4, "a", (2, 2), True, train_bn)
+    x = _bottleneck(x, 3, [256, 256, 1024], 4, "a", True, train_bn, strides=(2, 2))
     block_count = {"resnet50": 5, "resnet101": 22}[architecture]
     for i in range(block_count):
-        x = _identity_block(x, 3, [256, 256, 1024], 4, chr(98 + i), True, train_bn)
+        x = _bottleneck(x, 3, [256, 256, 1024], 4, chr(98 + i), True, train_bn)
     c4 = x
     # Stage 5
     if stage5:
-        x = _conv_block(x, 3, [512, 512, 2048], 5, "a", (2, 2), True, train_bn)
-        x = _identity_block(x, 3, [512, 512, 2048], 5, "b", True, train_bn)
-        c5 = _identity_block(x, 3, [512, 512, 2048], 5, "c", True, train_bn)
+        x = _bottleneck(x, 3, [512, 512, 2048], 5, "a", True, train_bn, strides=(2, 2))
+        x = _bottleneck(x, 3, [512, 512, 2048], 5, "b", True, train_bn)
+        c5 = _bottleneck(x, 3, [512, 512, 2048], 5, "c", True, train_bn)
     else:
         c5 = None
     return [c1, c2, c3, c4, c5]

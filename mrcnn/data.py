@@ -10,6 +10,7 @@ mask together; an imgaug augmenter (matterport's scripts) is accepted when imgau
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import keras
@@ -239,11 +240,7 @@ def data_generator(dataset, config, shuffle=True, augmentation=None, batch_size=
     Yields the dicts of :class:`MaskRCNNSequence`, ``batch_size`` images each.
     """
 
-    class _Cfg:
-        pass
-
-    cfg = _Cfg()
-    cfg.__dict__.update({k: getattr(config, k) for k in dir(config) if k.isupper()})
+    cfg = copy.copy(config)
     cfg.BATCH_SIZE = batch_size
     seq = MaskRCNNSequence(dataset, cfg, shuffle=shuffle, augmentation=augmentation, workers=1,
                            no_augmentation_sources=no_augmentation_sources)

@@ -36,13 +36,11 @@ __all__ = ["MaskRCNNModel", "model_kwargs"]
 
 def model_kwargs(config) -> dict:
     """Constructor arguments of :class:`MaskRCNNModel` from a :class:`mrcnn.config.Config`."""
-    backbone = config.BACKBONE
-    if callable(backbone) and config.COMPUTE_BACKBONE_SHAPE is None:
-        pass  # The pyramid shapes come from the strides; a custom backbone must keep them.
     return dict(
         num_classes=int(config.NUM_CLASSES),
         image_shape=[int(s) for s in config.IMAGE_SHAPE],
-        backbone=backbone,
+        # A callable backbone must keep the strides of BACKBONE_STRIDES: the pyramid shapes come from them.
+        backbone=config.BACKBONE,
         pyramid_size=int(config.TOP_DOWN_PYRAMID_SIZE),
         fc_size=int(config.FPN_CLASSIF_FC_LAYERS_SIZE),
         backbone_strides=[int(s) for s in config.BACKBONE_STRIDES],

@@ -11,42 +11,24 @@ import subprocess
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
 
 from lesion import detect, inference
+from tests.tiny_lesion_model import TINY_ARGS, save_tiny_model
 
 # pycocotools' decode on NumPy 2 warns about its own __array__; not this project's code.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 ROOT = Path(__file__).resolve().parents[1]
 ISIC_IMAGES = ROOT / "tests" / "data" / "isic2017" / "ISIC-2017_Training_Data"
-# The tiny model: the light lesion network at 128 px. Only the image size differs from the light config, and
-# it does not change any weight shape; the CLI gets it again with --set.
-TINY = {"IMAGE_MIN_DIM": 128, "IMAGE_MAX_DIM": 128}
-TINY_ARGS = ["--set"] + [f"{k}={v}" for k, v in TINY.items()]
 
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory) -> str:
     """Random weights of a light lesion model, saved in matterport's layout."""
-    from lesion.config import make_config
-    from mrcnn.model import MaskRCNN, iter_layers
-
-    keras.utils.set_random_seed(0)
-    config = make_config(light=True, classes="lesion", IMAGES_PER_GPU=1, **TINY)
-    folder = tmp_path_factory.mktemp("weights")
-    model = MaskRCNN("inference", config, model_dir=str(folder))
-    # Random heads may call every region background; a strong background bias against it makes the random
-    # model detect something on every image (the foreground logits keep their random kernels).
-    logits = next(layer for layer in iter_layers(model.keras_model) if layer.name == "mrcnn_class_logits")
-    kernel, bias = logits.get_weights()
-    logits.set_weights([kernel, np.where(np.arange(bias.size) == 0, -20.0, 0.0).astype(bias.dtype)])
-    path = str(folder / "tiny_lesion.h5")
-    model.save_weights(path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("weights"), "lesion")
 
 
 @pytest.fixture()

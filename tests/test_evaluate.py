@@ -8,12 +8,12 @@ import json
 import shutil
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
 from lesion import evaluate, inference
 from lesion.datasets import IsicDataset, split_ids
+from tests.tiny_lesion_model import TINY_ARGS, save_tiny_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -21,8 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT / "tests" / "data" / "isic2017"
 ALL_IDS = ["ISIC_0000001", "ISIC_0000002", "ISIC_0012090", "ISIC_0012224", "ISIC_0014657", "ISIC_0014722"]
 DIAGNOSES = ["nevus", "melanoma", "seborrheic_keratosis", "seborrheic_keratosis", "nevus", "melanoma"]
-TINY = {"IMAGE_MIN_DIM": 128, "IMAGE_MAX_DIM": 128}
-TINY_ARGS = ["--set"] + [f"{k}={v}" for k, v in TINY.items()]
 SEGMENTATION_KEYS = ("jaccard", "dice", "accuracy", "sensitivity", "specificity", "thresholded_jaccard",
                      "median_box_iou", "n_images")
 
@@ -30,21 +28,7 @@ SEGMENTATION_KEYS = ("jaccard", "dice", "accuracy", "sensitivity", "specificity"
 @pytest.fixture(scope="module")
 def tiny_diagnosis_weights(tmp_path_factory) -> str:
     """Random weights of a light diagnosis model (4 classes), saved in matterport's layout."""
-    from lesion.config import make_config
-    from mrcnn.model import MaskRCNN, iter_layers
-
-    keras.utils.set_random_seed(0)
-    config = make_config(light=True, classes="diagnosis", IMAGES_PER_GPU=1, **TINY)
-    folder = tmp_path_factory.mktemp("weights")
-    model = MaskRCNN("inference", config, model_dir=str(folder))
-    # Random heads may call every region background; a strong background bias against it makes the random
-    # model detect something on every image (the foreground logits keep their random kernels).
-    logits = next(layer for layer in iter_layers(model.keras_model) if layer.name == "mrcnn_class_logits")
-    kernel, bias = logits.get_weights()
-    logits.set_weights([kernel, np.where(np.arange(bias.size) == 0, -20.0, 0.0).astype(bias.dtype)])
-    path = str(folder / "tiny_diagnosis.h5")
-    model.save_weights(path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("weights"), "diagnosis")
 
 
 def _rows(out: Path) -> list[dict[str, str]]:
