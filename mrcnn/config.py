@@ -95,7 +95,9 @@ class Config:
     GRADIENT_CLIP_NORM = 5.0
 
     # Additions of this project (not in matterport).
-    # Compute in float16 with float32 variables (GPU); losses and box decoding stay float32.
+    # Compute in lower precision with float32 variables; losses, box decoding and NMS stay float32.
+    # False or "float32"; True or "float16" (mixed_float16: GPUs with tensor cores, with loss scaling);
+    # "bfloat16" (mixed_bfloat16: about twice as fast on CPUs with AVX512-BF16 or AMX, and on recent GPUs).
     MIXED_PRECISION = False
     # "sgd" (matterport: SGD with momentum) or "adamw" (AdamW; converges faster when training from scratch).
     OPTIMIZER = "sgd"

@@ -32,6 +32,9 @@ class DetectionLayer(keras.layers.Layer):
 
     def __init__(self, max_detections: int = 100, min_confidence: float = 0.7, nms_threshold: float = 0.3,
                  std_dev: Sequence[float] = (0.1, 0.1, 0.2, 0.2), **kwargs):
+        # No input casting under a mixed precision policy: boxes, scores and deltas are decoded in float32, not
+        # rounded to float16 / bfloat16 first (this layer has no variables).
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.max_detections = int(max_detections)
         self.min_confidence = float(min_confidence)

@@ -58,6 +58,26 @@ def iter_layers(model):
             yield from iter_layers(layer)
 
 
+_PRECISIONS = {
+    False: "float32", None: "float32", "float32": "float32",
+    True: "mixed_float16", "float16": "mixed_float16", "mixed_float16": "mixed_float16",
+    "bfloat16": "mixed_bfloat16", "mixed_bfloat16": "mixed_bfloat16",
+}
+
+
+def precision_policy(value) -> str:
+    """The Keras dtype policy of a ``MIXED_PRECISION`` config value.
+
+    ``False`` / ``"float32"``: float32; ``True`` / ``"float16"``: ``mixed_float16`` (GPUs with tensor cores);
+    ``"bfloat16"``: ``mixed_bfloat16`` (CPUs with AVX512-BF16 or AMX, and GPUs from Ampere on). Variables
+    stay float32 in every case, so weight files are the same.
+    """
+    key = value.lower() if isinstance(value, str) else value
+    if isinstance(key, (bool, type(None), str)) and key in _PRECISIONS:
+        return _PRECISIONS[key]
+    raise ValueError(f"MIXED_PRECISION must be False, True, 'float32', 'float16' or 'bfloat16'; got {value!r}")
+
+
 class MaskRCNN:
     """Mask R-CNN with matterport's interface.
 
@@ -85,11 +105,14 @@ class MaskRCNN:
         if h / 2 ** 6 != int(h / 2 ** 6) or w / 2 ** 6 != int(w / 2 ** 6):
             raise ValueError("Image size must be dividable by 2 at least 6 times to avoid fractions when "
                              "downscaling and upscaling. For example, use 256, 320, 384, 448, 512, ... etc.")
-        if getattr(config, "MIXED_PRECISION", False):
-            keras.mixed_precision.set_global_policy("mixed_float16")
-        else:
-            keras.mixed_precision.set_global_policy("float32")
-        return MaskRCNNModel(**model_kwargs(config))
+        # The layers take the dtype policy that is global while they are built; the previous global policy is
+        # restored afterwards, so building this model changes nothing for models built later.
+        previous = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy(precision_policy(getattr(config, "MIXED_PRECISION", False)))
+        try:
+            return MaskRCNNModel(**model_kwargs(config))
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
 
     # ----------------------------------------------------------------------------------------------------
     # Checkpoints and logs.

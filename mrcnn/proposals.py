@@ -45,6 +45,9 @@ class ProposalLayer(keras.layers.Layer):
 
     def __init__(self, proposal_count: int, nms_threshold: float, pre_nms_limit: int = 6000,
                  std_dev: Sequence[float] = (0.1, 0.1, 0.2, 0.2), **kwargs):
+        # No input casting under a mixed precision policy: scores and deltas are decoded in float32, not rounded
+        # to float16 / bfloat16 first (this layer has no variables).
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.proposal_count = int(proposal_count)
         self.nms_threshold = float(nms_threshold)

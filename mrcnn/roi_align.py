@@ -82,6 +82,9 @@ class PyramidROIAlign(keras.layers.Layer):
     """
 
     def __init__(self, pool_size: int, image_shape, **kwargs):
+        # No input casting under a mixed precision policy: the boxes stay float32, the feature maps keep their
+        # own dtype.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.pool_size = int(pool_size)
         self.image_shape = tuple(int(s) for s in image_shape[:2])

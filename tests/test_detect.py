@@ -217,6 +217,21 @@ def test_script_runs_from_the_command_line():
         assert "--images" in done.stdout and "--crops" in done.stdout
 
 
+def test_bundled_model_in_bfloat16_agrees_with_float32():
+    float32, _ = inference.load_model()
+    bfloat16, _ = inference.load_model(overrides={"MIXED_PRECISION": "bfloat16"})
+    assert bfloat16.keras_model.backbone.compute_dtype == "bfloat16"
+    for name in ("ISIC_0000001.jpg", "ISIC_0000002.jpg"):
+        image = np.asarray(Image.open(ISIC_IMAGES / name).convert("RGB"))
+        want, got = float32.detect([image])[0], bfloat16.detect([image])[0]
+        assert len(want["scores"]) and len(got["scores"])
+        assert got["scores"].dtype == np.float32 and got["masks"].shape == want["masks"].shape
+        # bfloat16 keeps 8 bits of mantissa: the same lesion, the same mask to within its border pixels.
+        a, b = want["masks"][..., 0], got["masks"][..., 0]
+        assert (a & b).sum() / (a | b).sum() > 0.95, name
+        assert abs(float(got["scores"][0]) - float(want["scores"][0])) < 0.05, name
+
+
 def test_collect_inputs_and_output_stems(tmp_path):
     (tmp_path / "b.JPG").write_bytes(b"x")
     (tmp_path / "a.png").write_bytes(b"x")

@@ -95,3 +95,14 @@ def test_detection_layer_get_config_round_trip():
     clone = DetectionLayer.from_config(layer.get_config())
     assert (clone.max_detections, clone.min_confidence, clone.nms_threshold, clone.std_dev) == (
         10, 0.5, 0.4, [0.1, 0.1, 0.2, 0.2])
+
+
+def test_detection_layer_under_mixed_precision_decodes_in_float32():
+    # Scores and deltas that bfloat16 (8 mantissa bits) cannot hold: a mixed policy must not round them.
+    probs = [[0.001, 0.9987, 0.0003], [0.0013, 0.0004, 0.9983]]
+    deltas = np.full((1, 2, 3, 4), 0.0123, np.float32)
+    want = _run(DetectionLayer(5, 0.7, 0.3), [[R0, FAR]], [probs], deltas)
+    got = _run(DetectionLayer(5, 0.7, 0.3, dtype="mixed_bfloat16"), [[R0, FAR]], [probs], deltas)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert got[0][0, 0, 5] == np.float32(0.9987)

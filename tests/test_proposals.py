@@ -118,3 +118,12 @@ def test_proposal_layer_in_graph_with_unknown_anchor_count():
                                         [0.0, 0.0, 0.2, 0.2],
                                         [0.6, 0.1, 0.8, 0.3],
                                         [0, 0, 0, 0]], atol=1e-6)
+
+
+def test_proposal_layer_under_mixed_precision_decodes_in_float32():
+    scores = np.array([[0.9991, 0.9987, 0.7, 0.6, 0.1]], np.float32)  # equal in bfloat16
+    deltas = np.full((1, 5, 4), 0.0123, np.float32)
+    args = (tf.constant(_probs(scores)), tf.constant(deltas), tf.constant(ANCHORS))
+    want = ProposalLayer(proposal_count=5, nms_threshold=0.7)(*args).numpy()
+    got = ProposalLayer(proposal_count=5, nms_threshold=0.7, dtype="mixed_bfloat16")(*args).numpy()
+    np.testing.assert_array_equal(got, want)

@@ -196,3 +196,18 @@ def test_pyramid_roi_align_get_config():
     layer = PyramidROIAlign(pool_size=7, image_shape=(256, 320, 3))
     clone = PyramidROIAlign.from_config(layer.get_config())
     assert clone.pool_size == 7 and clone.image_shape == (256, 320)
+
+
+def test_pyramid_roi_align_under_mixed_precision_keeps_float32_boxes():
+    rng = np.random.default_rng(5)
+    maps = [tf.constant(m) for m in _random_pyramid(rng)]
+    boxes = tf.constant(_random_boxes(rng, 6).reshape(2, 3, 4))
+    want = PyramidROIAlign(pool_size=4, image_shape=(1024, 1024, 3))(boxes, maps).numpy()
+    # Feature maps in bfloat16, as the backbone gives them under mixed_bfloat16; the boxes stay float32.
+    layer = PyramidROIAlign(pool_size=4, image_shape=(1024, 1024, 3), dtype="mixed_bfloat16")
+    got = layer(boxes, [tf.cast(m, tf.bfloat16) for m in maps])
+    assert got.dtype == tf.bfloat16
+    exact = roi_align([tf.cast(tf.cast(m, tf.bfloat16), tf.float32) for m in maps],
+                      tf.reshape(boxes, [-1, 4]), tf.constant([0, 0, 0, 1, 1, 1]), 4, IMAGE)
+    np.testing.assert_array_equal(got.numpy(), tf.cast(exact, tf.bfloat16).numpy())
+    np.testing.assert_allclose(tf.cast(got, tf.float32).numpy(), want, rtol=0.02, atol=0.02 * np.abs(want).max())
