@@ -250,21 +250,32 @@ def test_export_serves_the_same_outputs(inference_model, tmp_path):
 def test_mixed_precision_trains_and_detects(tmp_path):
     config = TinyShapesConfig()
     config.MIXED_PRECISION = True
-    try:
-        model = modellib.MaskRCNN("training", config, model_dir=str(tmp_path))
-        assert model.keras_model.backbone.compute_dtype == "float16"
-        history = model.train(_shapes(4, 1), None, learning_rate=0.01, epochs=1, layers="all", verbose=0)
-        assert type(model.keras_model.optimizer).__name__ == "LossScaleOptimizer"
-        assert all(np.isfinite(v[-1]) for v in history.history.values())
-        inference_config = TinyInferenceConfig()
-        inference_config.MIXED_PRECISION = True
-        inference = modellib.MaskRCNN("inference", inference_config, model_dir=str(tmp_path))
-        inference.load_weights(model.find_last(), by_name=True)
-        r = inference.detect([np.full((100, 120, 3), 120, np.uint8)])[0]
-        assert r["masks"].shape[:2] == (100, 120)
-        assert np.all(np.isfinite(r["scores"]))
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    model = modellib.MaskRCNN("training", config, model_dir=str(tmp_path))
+    assert model.keras_model.backbone.compute_dtype == "float16"
+    assert keras.mixed_precision.global_policy().name == "float32"  # building leaves the global policy alone
+    history = model.train(_shapes(4, 1), None, learning_rate=0.01, epochs=1, layers="all", verbose=0)
+    assert type(model.keras_model.optimizer).__name__ == "LossScaleOptimizer"
+    assert all(np.isfinite(v[-1]) for v in history.history.values())
+    inference_config = TinyInferenceConfig()
+    inference_config.MIXED_PRECISION = True
+    inference = modellib.MaskRCNN("inference", inference_config, model_dir=str(tmp_path))
+    inference.load_weights(model.find_last(), by_name=True)
+    r = inference.detect([np.full((100, 120, 3), 120, np.uint8)])[0]
+    assert r["masks"].shape[:2] == (100, 120)
+    assert np.all(np.isfinite(r["scores"]))
+
+
+@pytest.mark.parametrize("value, policy", [
+    (False, "float32"), (None, "float32"), ("float32", "float32"), (True, "mixed_float16"),
+    ("float16", "mixed_float16"), ("bfloat16", "mixed_bfloat16"), ("Mixed_BFloat16", "mixed_bfloat16")])
+def test_precision_values(value, policy):
+    assert modellib.precision_policy(value) == policy
+
+
+@pytest.mark.parametrize("value", ["half", 1.0, "int8"])
+def test_unknown_precision_is_refused(value):
+    with pytest.raises(ValueError, match="MIXED_PRECISION"):
+        modellib.precision_policy(value)
 
 
 def test_find_last_matches_the_config_name_exactly(tmp_path):
@@ -289,6 +300,14 @@ def test_jit_compile_trains_and_matches_the_plain_backbone(tmp_path):
     plain.load_weights(model.find_last(), by_name=True)
     xla.load_weights(model.find_last(), by_name=True)
     molded, metas, _ = plain.mold_inputs([_shapes(1, 5).load_image(0)])
-    want = plain.run_inference(molded, metas)
-    got = xla.run_inference(molded, metas)
-    np.testing.assert_allclose(got["detections"][..., 5], want["detections"][..., 5], atol=1e-3)
+    # XLA compiles the backbone + FPN: its feature maps equal the plain ones to float32 rounding.
+    images = tf.constant(molded)
+    for a, b in zip(plain.keras_model.features(images), xla.keras_model.features(images)):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-4 * float(tf.reduce_max(tf.abs(a))))
+    # Detections too, except that rounding can flip an NMS decision on a pair of boxes at the IoU threshold
+    # (one detection more or less): most detections are the same boxes with the same scores.
+    want = plain.run_inference(molded, metas)["detections"][0]
+    got = xla.run_inference(molded, metas)["detections"][0]
+    want, got = want[want[:, 4] > 0], got[got[:, 4] > 0]
+    same = sum(np.abs(got - row).max(axis=1).min() < 1e-3 for row in want) if len(got) else 0
+    assert same >= len(want) - 1 and abs(len(got) - len(want)) <= 1
