@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from .layers import BatchNorm
+from .layers import BatchNorm, Conv2D, conv_bn
 
 __all__ = ["build_backbone", "resnet_graph", "light_graph", "fpn_graph", "BACKBONES"]
 
@@ -30,18 +30,18 @@ def _bottleneck(x, kernel_size: int, filters, stage: int, block: str, use_bias: 
     f1, f2, f3 = filters
     conv = f"res{stage}{block}_branch"
     bn = f"bn{stage}{block}_branch"
-    y = layers.Conv2D(f1, 1, strides=strides or (1, 1), name=conv + "2a", use_bias=use_bias)(x)
-    y = BatchNorm(train_bn=train_bn, name=bn + "2a")(y)
+    y = conv_bn(x, Conv2D(f1, 1, strides=strides or (1, 1), name=conv + "2a", use_bias=use_bias),
+                 BatchNorm(train_bn=train_bn, name=bn + "2a"))
     y = layers.Activation("relu")(y)
-    y = layers.Conv2D(f2, kernel_size, padding="same", name=conv + "2b", use_bias=use_bias)(y)
-    y = BatchNorm(train_bn=train_bn, name=bn + "2b")(y)
+    y = conv_bn(y, Conv2D(f2, kernel_size, padding="same", name=conv + "2b", use_bias=use_bias),
+                 BatchNorm(train_bn=train_bn, name=bn + "2b"))
     y = layers.Activation("relu")(y)
-    y = layers.Conv2D(f3, 1, name=conv + "2c", use_bias=use_bias)(y)
-    y = BatchNorm(train_bn=train_bn, name=bn + "2c")(y)
+    y = conv_bn(y, Conv2D(f3, 1, name=conv + "2c", use_bias=use_bias),
+                 BatchNorm(train_bn=train_bn, name=bn + "2c"))
     shortcut = x
     if strides is not None:
-        shortcut = layers.Conv2D(f3, 1, strides=strides, name=conv + "1", use_bias=use_bias)(x)
-        shortcut = BatchNorm(train_bn=train_bn, name=bn + "1")(shortcut)
+        shortcut = conv_bn(x, Conv2D(f3, 1, strides=strides, name=conv + "1", use_bias=use_bias),
+                            BatchNorm(train_bn=train_bn, name=bn + "1"))
     y = layers.Add()([y, shortcut])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(y)
 
@@ -62,8 +62,8 @@ def resnet_graph(input_image, architecture: str, stage5: bool = True, train_bn=F
         raise ValueError(f"architecture must be 'resnet50' or 'resnet101', got {architecture!r}")
     # Stage 1
     x = layers.ZeroPadding2D((3, 3))(input_image)
-    x = layers.Conv2D(64, 7, strides=2, name="conv1", use_bias=True)(x)
-    x = BatchNorm(train_bn=train_bn, name="bn_conv1")(x)
+    x = conv_bn(x, Conv2D(64, 7, strides=2, name="conv1", use_bias=True),
+                 BatchNorm(train_bn=train_bn, name="bn_conv1"))
     x = layers.Activation("relu")(x)
     c1 = x = layers.MaxPooling2D((3, 3), strides=(2, 2), padding="same")(x)
     # Stage 2
@@ -94,14 +94,14 @@ def resnet_graph(input_image, architecture: str, stage5: bool = True, train_bn=F
 def _basic_block(x, filters: int, stage: int, block: str, strides: int, train_bn):
     """ResNet basic block (two 3x3 convolutions) for the light backbone."""
     name = f"light{stage}{block}"
-    y = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=name + "_conv1")(x)
-    y = BatchNorm(train_bn=train_bn, name=name + "_bn1")(y)
+    y = conv_bn(x, Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=name + "_conv1"),
+                 BatchNorm(train_bn=train_bn, name=name + "_bn1"))
     y = layers.Activation("relu")(y)
-    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name + "_conv2")(y)
-    y = BatchNorm(train_bn=train_bn, name=name + "_bn2")(y)
+    y = conv_bn(y, Conv2D(filters, 3, padding="same", use_bias=False, name=name + "_conv2"),
+                 BatchNorm(train_bn=train_bn, name=name + "_bn2"))
     if strides != 1 or x.shape[-1] != filters:
-        x = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=name + "_proj")(x)
-        x = BatchNorm(train_bn=train_bn, name=name + "_proj_bn")(x)
+        x = conv_bn(x, Conv2D(filters, 1, strides=strides, use_bias=False, name=name + "_proj"),
+                     BatchNorm(train_bn=train_bn, name=name + "_proj_bn"))
     y = layers.Add()([y, x])
     return layers.Activation("relu")(y)
 
@@ -116,8 +116,8 @@ def light_graph(input_image, train_bn=False):
         [C1, C2, C3, C4, C5] with strides 2, 4, 8, 16, 32 and widths 32, 64, 128, 256, 384.
     """
     w = LIGHT_WIDTHS
-    x = layers.Conv2D(w[0], 3, strides=2, padding="same", use_bias=False, name="light_stem_conv")(input_image)
-    x = BatchNorm(train_bn=train_bn, name="light_stem_bn")(x)
+    x = conv_bn(input_image, Conv2D(w[0], 3, strides=2, padding="same", use_bias=False, name="light_stem_conv"),
+                 BatchNorm(train_bn=train_bn, name="light_stem_bn"))
     c1 = x = layers.Activation("relu")(x)
     outputs = [c1]
     for stage, width in zip(range(2, 6), w[1:]):

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import weakref
+
 import keras
+from keras import ops
+
+__all__ = ["BatchNorm", "Conv2D", "conv_bn"]
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -12,18 +18,76 @@ class BatchNorm(keras.layers.BatchNormalization):
     Detection batches are small, so by default (``train_bn=False``, matterport's TRAIN_BN=False) BatchNorm always
     runs in inference mode, using the moving statistics, while gamma and beta stay trainable.
     ``train_bn=True`` updates the statistics in training; ``None`` follows the ``training`` argument.
+
+    When the :class:`Conv2D` before it has folded it in (:func:`conv_bn`), an inference call passes its input
+    through: the convolution has applied it already.
     """
 
     def __init__(self, train_bn: bool | None = False, **kwargs):
         super().__init__(**kwargs)
         self.train_bn = train_bn
+        self._folded_into = lambda: None  # weak reference to the Conv2D that folds this layer (not tracked)
 
     def call(self, inputs, training=None):
+        conv = self._folded_into()
+        if not training and conv is not None and conv.folds(inputs.shape):
+            return inputs
         if self.train_bn is not None:
             training = bool(training) and self.train_bn
         return super().call(inputs, training=training)
+
+    def inference_affine(self):
+        """(scale, offset), float32 [channels]: the layer with its moving statistics is ``x * scale + offset``."""
+        scale = self.gamma * ops.rsqrt(self.moving_variance + self.epsilon)
+        return scale, self.beta - self.moving_mean * scale
 
     def get_config(self):
         config = super().get_config()
         config["train_bn"] = self.train_bn
         return config
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class Conv2D(keras.layers.Conv2D):
+    """Keras' Conv2D that, at inference, can apply the :class:`BatchNorm` after it folded into its kernel.
+
+    Frozen BatchNorm is a per-channel ``x * scale + offset``; multiplying the kernel by ``scale`` and adding
+    ``offset`` to the bias gives the same output without a pass over the activations (which under a mixed
+    precision policy also means a cast to float32 and back). The folding is computed in the graph from the
+    current variables on every call, so it can never go stale, and only where the kernel is smaller than the
+    output of one image (early, high-resolution layers; not the last stage at small sizes). Training calls and
+    the weights are unchanged: the two layers keep their own variables and names.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._folded_bn = lambda: None  # weak reference to the BatchNorm folded in (not a tracked sublayer)
+
+    def folds(self, output_shape) -> bool:
+        """Whether an inference call with this output shape applies the folded BatchNorm."""
+        if self._folded_bn() is None:
+            return False
+        dims = tuple(output_shape)[1:]
+        if any(d is None for d in dims):
+            return True
+        return math.prod(self.kernel.shape) <= math.prod(dims)
+
+    def call(self, inputs, training=None):
+        if training or not self.folds(self.compute_output_shape(inputs.shape)):
+            return super().call(inputs)
+        scale, offset = self._folded_bn().inference_affine()
+        kernel = self.kernel * ops.cast(scale, self.compute_dtype)
+        bias = offset + self.bias * scale if self.use_bias else offset
+        outputs = self.convolution_op(inputs, kernel)
+        return outputs + ops.cast(bias, outputs.dtype)
+
+
+def conv_bn(inputs, conv: Conv2D, bn: BatchNorm):
+    """``bn(conv(inputs))``, with ``bn`` folded into ``conv`` for inference calls (see :class:`Conv2D`)."""
+    if conv.activation is not keras.activations.linear or conv.data_format != "channels_last" or conv.groups != 1:
+        raise ValueError(f"{conv.name}: only a linear, channels-last, ungrouped convolution can fold BatchNorm")
+    if not (bn.center and bn.scale) or bn.axis not in (-1, 3):
+        raise ValueError(f"{bn.name}: only a channels-last BatchNorm with center and scale can be folded")
+    conv._folded_bn = weakref.ref(bn)
+    bn._folded_into = weakref.ref(conv)
+    return bn(conv(inputs))

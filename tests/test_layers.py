@@ -1,0 +1,101 @@
+"""BatchNorm folded into the convolution before it: same outputs, training untouched."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mrcnn.backbone import build_backbone
+from mrcnn.layers import BatchNorm, Conv2D, conv_bn
+
+
+def _randomize_bn(layers, rng):
+    """Moving statistics and affine parameters far from the identity, so a missing BatchNorm shows."""
+    for layer in layers:
+        if isinstance(layer, BatchNorm):
+            c = layer.gamma.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 2.0, c).astype("float32"))
+            layer.beta.assign(rng.normal(0, 0.5, c).astype("float32"))
+            layer.moving_mean.assign(rng.normal(0, 0.5, c).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.2, 3.0, c).astype("float32"))
+
+
+def _conv_bn_model(kernel_size, size, use_bias, train_bn=False):
+    inputs = keras.Input((size, size, 3))
+    conv = Conv2D(4, kernel_size, padding="same", use_bias=use_bias)
+    bn = BatchNorm(train_bn=train_bn, epsilon=1e-3)
+    model = keras.Model(inputs, conv_bn(inputs, conv, bn))
+    _randomize_bn([bn], np.random.default_rng(0))
+    return model, conv, bn
+
+
+def _by_hand(x, conv, bn):
+    """Convolution then the BatchNorm formula with the moving statistics, in NumPy after the convolution."""
+    y = tf.nn.conv2d(x, conv.kernel, strides=1, padding="SAME").numpy()
+    if conv.use_bias:
+        y = y + conv.bias.numpy()
+    mean, var = bn.moving_mean.numpy(), bn.moving_variance.numpy()
+    return (y - mean) / np.sqrt(var + bn.epsilon) * bn.gamma.numpy() + bn.beta.numpy()
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_folded_inference_equals_conv_then_batchnorm(use_bias):
+    model, conv, bn = _conv_bn_model(3, 16, use_bias)
+    x = np.random.default_rng(1).normal(size=(2, 16, 16, 3)).astype("float32")
+    assert conv.folds(conv.compute_output_shape(x.shape))  # 3*3*3*4 kernel elements < 16*16*4 outputs
+    np.testing.assert_allclose(model(x, training=False).numpy(), _by_hand(x, conv, bn), rtol=1e-4, atol=1e-4)
+
+
+def test_folding_is_skipped_where_the_kernel_outweighs_the_output():
+    model, conv, bn = _conv_bn_model(7, 2, True)  # 7*7*3*4 = 588 kernel elements > 2*2*4 = 16 outputs
+    x = np.random.default_rng(1).normal(size=(1, 2, 2, 3)).astype("float32")
+    assert not conv.folds(conv.compute_output_shape(x.shape))
+    np.testing.assert_allclose(model(x, training=False).numpy(), _by_hand(x, conv, bn), rtol=1e-4, atol=1e-4)
+
+
+def test_training_uses_batch_statistics_and_trains_gamma_and_beta():
+    model, conv, bn = _conv_bn_model(3, 8, True, train_bn=True)
+    x = np.random.default_rng(2).normal(size=(4, 8, 8, 3)).astype("float32")
+    with tf.GradientTape() as tape:
+        y = model(x, training=True)
+        loss = tf.reduce_sum(y * tf.range(4, dtype=y.dtype))
+    # Batch statistics: each channel is normalised to mean beta over the batch.
+    np.testing.assert_allclose(y.numpy().mean(axis=(0, 1, 2)), bn.beta.numpy(), atol=1e-4)
+    grads = dict(zip([v.path for v in model.trainable_variables],
+                     tape.gradient(loss, model.trainable_variables)))
+    assert set(grads) == {conv.kernel.path, conv.bias.path, bn.gamma.path, bn.beta.path}
+    assert np.abs(grads[bn.gamma.path].numpy()).sum() > 0 and np.abs(grads[bn.beta.path].numpy()).sum() > 0
+
+
+def test_frozen_batchnorm_in_training_matches_the_folded_inference():
+    model, conv, bn = _conv_bn_model(3, 8, True, train_bn=False)
+    x = np.random.default_rng(3).normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(model(x, training=True).numpy(), model(x, training=False).numpy(),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_conv_bn_refuses_what_it_cannot_fold():
+    x = keras.Input((8, 8, 3))
+    with pytest.raises(ValueError, match="linear"):
+        conv_bn(x, Conv2D(4, 3, activation="relu"), BatchNorm())
+    with pytest.raises(ValueError, match="center and scale"):
+        conv_bn(x, Conv2D(4, 3), BatchNorm(scale=False))
+
+
+@pytest.mark.parametrize("architecture", ["resnet50", "light"])
+def test_backbone_with_folding_matches_the_backbone_without(architecture):
+    keras.utils.set_random_seed(4)
+    model = build_backbone((128, 128, 3), architecture, pyramid_size=32)
+    _randomize_bn(model.layers, np.random.default_rng(5))
+    x = np.random.default_rng(6).normal(size=(1, 128, 128, 3)).astype("float32")
+    convs = [layer for layer in model.layers if isinstance(layer, Conv2D) and layer._folded_bn() is not None]
+    assert any(c.folds(c.compute_output_shape(c.input.shape)) for c in convs)
+    folded = [p.numpy() for p in model(x, training=False)]
+    for conv in convs:  # unlink every pair: plain convolution, then BatchNorm
+        conv._folded_bn()._folded_into = lambda: None
+        conv._folded_bn = lambda: None
+    plain = [p.numpy() for p in model(x, training=False)]
+    for a, b in zip(folded, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * np.abs(b).max())
