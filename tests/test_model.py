@@ -247,17 +247,21 @@ def test_export_serves_the_same_outputs(inference_model, tmp_path):
         np.testing.assert_allclose(got[key].numpy(), want[key], atol=1e-5)
 
 
-def test_mixed_precision_trains_and_detects(tmp_path):
+@pytest.mark.parametrize("precision, dtype, optimizer", [
+    (True, "float16", "LossScaleOptimizer"),  # float16 needs loss scaling against underflowing gradients
+    ("bfloat16", "bfloat16", "SGD")])         # bfloat16 has float32's exponent range: no loss scaling
+def test_mixed_precision_trains_and_detects(tmp_path, precision, dtype, optimizer):
     config = TinyShapesConfig()
-    config.MIXED_PRECISION = True
+    config.MIXED_PRECISION = precision
     model = modellib.MaskRCNN("training", config, model_dir=str(tmp_path))
-    assert model.keras_model.backbone.compute_dtype == "float16"
+    assert model.keras_model.backbone.compute_dtype == dtype
+    assert all(v.dtype == "float32" for v in model.keras_model.weights)
     assert keras.mixed_precision.global_policy().name == "float32"  # building leaves the global policy alone
     history = model.train(_shapes(4, 1), None, learning_rate=0.01, epochs=1, layers="all", verbose=0)
-    assert type(model.keras_model.optimizer).__name__ == "LossScaleOptimizer"
+    assert type(model.keras_model.optimizer).__name__ == optimizer
     assert all(np.isfinite(v[-1]) for v in history.history.values())
     inference_config = TinyInferenceConfig()
-    inference_config.MIXED_PRECISION = True
+    inference_config.MIXED_PRECISION = precision
     inference = modellib.MaskRCNN("inference", inference_config, model_dir=str(tmp_path))
     inference.load_weights(model.find_last(), by_name=True)
     r = inference.detect([np.full((100, 120, 3), 120, np.uint8)])[0]
