@@ -1,14 +1,17 @@
 """Inference speed: backbone+FPN alone vs the whole ``detect``, per stage, peak memory, and (optionally)
 torchvision's ``maskrcnn_resnet50_fpn`` at the same size and thread count.
 
-    python benchmarks/speed.py                      # ResNet-50-FPN at 512 and 1024 px, and the light config
-    python benchmarks/speed.py --configs light --repeats 10
+    python benchmarks/speed.py                      # ResNet-50-FPN at 512 and 1024 px, and the light config,
+                                                    # each in float32 and in mixed bfloat16
+    python benchmarks/speed.py --configs light --precision float32 --repeats 10
     python benchmarks/speed.py --throughput 50     # folder throughput of lesion/detect.py's pipeline
     python benchmarks/speed.py --training 30       # training steps/s: real input pipeline vs a cached batch
 
 All figures are measured in one run (the ratios are what to compare across machines). One image at a time,
 after warm-up; the image is a real ISIC image at its original size when ../shared/isic2017-sample exists,
-else a bundled test image.
+else a bundled test image. Each config also prints its compute in multiply-accumulates (GMAC) per stage, the
+rate each part runs at, and the ratio detect / backbone+FPN that the compute alone sets (every stage at the
+backbone's rate).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -41,17 +45,53 @@ class BenchConfig(Config):
     DETECTION_MIN_CONFIDENCE = 0.0  # Random weights: keep the full detection load (100 masks).
 
 
-def make_config(name: str) -> Config:
+def make_config(name: str, precision: str = "float32") -> Config:
     if name == "light":
         from lesion.config import make_config as lesion_config
 
-        cfg = lesion_config(light=True, classes="lesion", IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=0.0)
-        return cfg
+        return lesion_config(light=True, classes="lesion", IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=0.0,
+                             MIXED_PRECISION=precision)
     size = int(name.split("@")[1])
     cfg = BenchConfig()
     cfg.IMAGE_MIN_DIM = cfg.IMAGE_MAX_DIM = size
+    cfg.MIXED_PRECISION = precision
     cfg.__init__()
     return cfg
+
+
+def _layer_macs(layer) -> int:
+    """Multiply-accumulates of one call of a convolution or dense layer of a functional model, for one batch
+    item (unknown spatial sizes count as 1, i.e. per output pixel)."""
+    out = [1 if d is None else int(d) for d in layer.output.shape[1:]]
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        kh, kw = layer.kernel_size
+        sh, sw = layer.strides
+        return int(np.prod(out)) * kh * kw * int(layer.input.shape[-1]) // (sh * sw)
+    if isinstance(layer, keras.layers.Conv2D):
+        kh, kw = layer.kernel_size
+        return int(np.prod(out)) * kh * kw * int(layer.input.shape[-1]) // layer.groups
+    if isinstance(layer, keras.layers.Dense):
+        return int(np.prod(out)) * int(layer.input.shape[-1])
+    return 0
+
+
+def model_macs(model) -> int:
+    total = 0
+    for layer in model.layers:
+        total += model_macs(layer) if hasattr(layer, "layers") else _layer_macs(layer)
+    return total
+
+
+def stage_gmacs(model, cfg, detections: int) -> dict:
+    """GMAC per stage for one image: the backbone + FPN, the RPN on every level, the box head on the
+    inference proposals, the mask head on ``detections`` detections."""
+    km = model.keras_model
+    h, w = cfg.IMAGE_SHAPE[:2]
+    stride = cfg.RPN_ANCHOR_STRIDE
+    pixels = sum(-(-h // s // stride) * -(-w // s // stride) for s in cfg.BACKBONE_STRIDES)
+    return {"backbone": model_macs(km.backbone) / 1e9, "rpn": model_macs(km.rpn) * pixels / 1e9,
+            "box_head": model_macs(km.box_head) * cfg.POST_NMS_ROIS_INFERENCE / 1e9,
+            "mask_head": model_macs(km.mask_head) * detections / 1e9}
 
 
 def timeit(fn, repeats: int) -> float:
@@ -69,8 +109,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def bench_config(name: str, image: np.ndarray, repeats: int) -> dict:
-    cfg = make_config(name)
+def bench_config(name: str, image: np.ndarray, repeats: int, precision: str = "float32") -> dict:
+    cfg = make_config(name, precision)
+    keras.utils.set_random_seed(0)  # the same random weights, so the same detections, in every run
     model = modellib.MaskRCNN("inference", cfg, model_dir="/tmp")
     km = model.keras_model
     molded, metas, windows = model.mold_inputs([image])
@@ -109,6 +150,7 @@ def bench_config(name: str, image: np.ndarray, repeats: int) -> dict:
 
     r = {
         "config": name,
+        "precision": precision,
         "input": f"{cfg.IMAGE_SHAPE[0]}x{cfg.IMAGE_SHAPE[1]}",
         "params_M": km.count_params() / 1e6,
         "backbone_fpn_s": timeit(lambda: [f.numpy() for f in backbone(x)], repeats),
@@ -125,6 +167,12 @@ def bench_config(name: str, image: np.ndarray, repeats: int) -> dict:
                            - r["decode_s"], 0.0)
     r["ratio_detect_to_backbone"] = r["detect_s"] / r["backbone_fpn_s"]
     r["peak_rss_mb"] = peak_rss_mb()
+    g = stage_gmacs(model, cfg, r["detections"])
+    r["gmac"] = g
+    r["floor_ratio"] = sum(g.values()) / g["backbone"]
+    r["floor_ratio_no_masks"] = (sum(g.values()) - g["mask_head"]) / g["backbone"]
+    r["backbone_gmacs"] = g["backbone"] / r["backbone_fpn_s"]
+    r["rest_gmacs"] = (sum(g.values()) - g["backbone"]) / max(r["graph_s"] - r["backbone_fpn_s"], 1e-9)
     return r
 
 
@@ -133,9 +181,10 @@ def proposals_np(t):
 
 
 def bench_torchvision(size: int, image_path: str, image: np.ndarray, repeats: int,
-                      torch_python: str | None) -> float | None:
+                      torch_python: str | None, precision: str = "float32") -> float | None:
     """Seconds per image of torchvision's maskrcnn_resnet50_fpn (random weights) at ``size`` with the same
-    number of threads as TensorFlow, or None when torch is not available."""
+    number of threads as TensorFlow and the same precision (bfloat16: ``torch.autocast``), or None when torch
+    is not available."""
     threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     try:
         import torch  # noqa: F401
@@ -148,13 +197,13 @@ def bench_torchvision(size: int, image_path: str, image: np.ndarray, repeats: in
 
         out = subprocess.run(
             [torch_python, str(ROOT / "benchmarks" / "torchvision_peer.py"), "--image", image_path, "--size",
-             str(size), "--threads", str(threads), "--repeats", str(repeats)],
+             str(size), "--threads", str(threads), "--repeats", str(repeats), "--precision", precision],
             check=True, capture_output=True, text=True).stdout
         return float(json.loads(out.strip().splitlines()[-1])["seconds"])
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from torchvision_peer import time_torchvision
 
-    return time_torchvision(image, size, threads, repeats)
+    return time_torchvision(image, size, threads, repeats, precision)
 
 
 def bench_throughput(count: int, repeats: int) -> dict:
@@ -199,8 +248,6 @@ def bench_throughput(count: int, repeats: int) -> dict:
 def bench_training(steps: int) -> dict:
     """Training steps per second of the light lesion config with the real input pipeline (ISIC images decoded,
     resized and augmented by PyDataset workers) vs the same model fed one cached batch."""
-    import keras
-
     from lesion.augment import dermoscopy_augmentation
     from lesion.config import make_config as lesion_config
     from lesion.datasets import IsicDataset
@@ -246,6 +293,10 @@ def bench_training(steps: int) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", nargs="*", default=["resnet50@512", "resnet50@1024", "light"])
+    parser.add_argument("--precision", nargs="*", default=["float32", "bfloat16"],
+                        choices=["float32", "bfloat16", "float16"],
+                        help="MIXED_PRECISION values to run every config in (bfloat16 pays on CPUs with "
+                             "AVX512-BF16 or AMX)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--image", default=None)
     parser.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON"),
@@ -264,13 +315,15 @@ def main(argv=None):
           f"{os.cpu_count()} CPU threads; repeats {args.repeats} (median)")
     rows = []
     for name in args.configs:
-        r = bench_config(name, image, args.repeats)
-        if name.startswith("resnet50@"):
-            tv = bench_torchvision(int(name.split("@")[1]), candidates[0], image, args.repeats, args.torch_python)
-            r["torchvision_s"] = tv
-            r["ratio_to_torchvision"] = (r["detect_s"] / tv) if tv else None
-        rows.append(r)
-        print(format_row(r), flush=True)
+        for precision in args.precision:
+            r = bench_config(name, image, args.repeats, precision)
+            if name.startswith("resnet50@"):
+                tv = bench_torchvision(int(name.split("@")[1]), candidates[0], image, args.repeats,
+                                       args.torch_python, precision)
+                r["torchvision_s"] = tv
+                r["ratio_to_torchvision"] = (r["detect_s"] / tv) if tv else None
+            rows.append(r)
+            print(format_row(r), flush=True)
     if args.throughput:
         rows.append(bench_throughput(args.throughput, args.repeats))
     if args.training:
@@ -281,7 +334,8 @@ def main(argv=None):
 def format_row(r: dict) -> str:
     tv = r.get("torchvision_s")
     lines = [
-        f"== {r['config']} ({r['input']}, {r['params_M']:.1f} M parameters, {r['detections']} detections)",
+        f"== {r['config']} {r['precision']} ({r['input']}, {r['params_M']:.1f} M parameters, "
+        f"{r['detections']} detections)",
         f"  backbone+FPN        {r['backbone_fpn_s']:.3f} s",
         f"  RPN + proposals     {r['rpn_proposals_s']:.3f} s",
         f"  RoIAlign + heads    {r['roialign_heads_s']:.3f} s",
@@ -291,6 +345,11 @@ def format_row(r: dict) -> str:
         f"  unmolding           {r['unmold_s']:.3f} s",
         f"  whole detect()      {r['detect_s']:.3f} s   ratio to backbone+FPN {r['ratio_detect_to_backbone']:.2f}",
         f"  peak RSS            {r['peak_rss_mb']:.0f} MB",
+        "  compute             " + ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in r["gmac"].items())
+        + " GMAC",
+        f"  rate                backbone+FPN {r['backbone_gmacs']:.0f} GMAC/s, the rest of the graph "
+        f"{r['rest_gmacs']:.0f} GMAC/s",
+        f"  ratio set by compute {r['floor_ratio']:.2f} ({r['floor_ratio_no_masks']:.2f} without the mask head)",
     ]
     if tv:
         lines.append(f"  torchvision         {tv:.3f} s   ratio ours/torchvision {r['ratio_to_torchvision']:.2f}")
