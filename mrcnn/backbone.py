@@ -172,7 +172,8 @@ def build_backbone(image_shape, backbone="resnet101", pyramid_size: int = 256, t
         raise ValueError(
             f"Image size must be divisible by 64 on both sides (6 pyramid halvings), got {h}x{w}. "
             "Use e.g. 256, 320, 384, 448, 512, 576, 640, 704, 768, 832, 896, 960, 1024.")
-    inputs = keras.Input(shape=tuple(int(s) for s in image_shape), name="input_image")
+    # Height and width open: inference runs at the molded size of each image ("pad64" and "none" modes).
+    inputs = keras.Input(shape=(None, None, int(image_shape[2])), name="input_image")
     if callable(backbone):
         feats = backbone(inputs, stage5=True, train_bn=train_bn)
     elif backbone == "light":

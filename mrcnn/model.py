@@ -96,7 +96,7 @@ class MaskRCNN:
         self.epoch = 0
         self.set_log_dir()
         self.keras_model = self.build(mode=mode, config=config)
-        self._infer_fn = None
+        self._infer_fns = {}
 
     # ----------------------------------------------------------------------------------------------------
     def build(self, mode, config) -> MaskRCNNModel:
@@ -174,7 +174,7 @@ class MaskRCNN:
 
         report = weights.load_weights(self.keras_model, filepath, by_name=by_name, exclude=exclude)
         self.set_log_dir(filepath)
-        self._infer_fn = None
+        self._infer_fns = {}
         return report
 
     def save_weights(self, filepath):
@@ -272,7 +272,7 @@ class MaskRCNN:
             train_seq, initial_epoch=self.epoch, epochs=epochs, validation_data=val_seq, callbacks=callbacks,
             verbose=verbose)
         self.epoch = max(self.epoch, epochs)
-        self._infer_fn = None
+        self._infer_fns = {}
         return history
 
     # ----------------------------------------------------------------------------------------------------
@@ -300,6 +300,11 @@ class MaskRCNN:
             metas.append(compose_image_meta(0, image.shape, molded_image.shape, window, scale,
                                             np.zeros([cfg.NUM_CLASSES], dtype=np.int32)))
             windows.append(window)
+        sizes = sorted({m.shape[:2] for m in molded})
+        if len(sizes) > 1:
+            raise ValueError(f"After resizing the images have different sizes {sizes} (IMAGE_RESIZE_MODE "
+                             f"{cfg.IMAGE_RESIZE_MODE!r}); mold them one size at a time, or call detect(), which "
+                             "groups them")
         return np.stack(molded), np.stack(metas), np.array(windows)
 
     def unmold_detections(self, detections, class_probs, mrcnn_mask, original_image_shape, image_shape, window):
@@ -338,19 +343,22 @@ class MaskRCNN:
         full_masks = np.moveaxis(full_masks, 0, -1)
         return boxes.astype(np.int32), class_ids, scores, full_masks, probs
 
-    def _inference_fn(self):
-        if self._infer_fn is None:
-            signature = self.input_signature()
+    def _inference_fn(self, size=None):
+        """The compiled inference graph for molded images of ``size`` (H, W), by default the config's."""
+        size = tuple(int(s) for s in (size or self.config.IMAGE_SHAPE[:2]))
+        if size not in self._infer_fns:
             model = self.keras_model
-            # One compiled function with a fixed signature: no retracing, memory flat over many calls.
-            self._infer_fn = tf.function(lambda inputs: model(inputs, training=False), input_signature=signature,
-                                         reduce_retracing=True)
-        return self._infer_fn
+            # One compiled function per molded size, each with a fixed signature: no retracing, memory flat
+            # over many calls. "square" mode has one size; "pad64" and "none" one per image shape.
+            self._infer_fns[size] = tf.function(lambda inputs: model(inputs, training=False),
+                                                input_signature=self.input_signature(size))
+        return self._infer_fns[size]
 
     def run_inference(self, molded_images, image_metas) -> dict:
         """Run the compiled inference graph; returns NumPy arrays (detections, class_probs, masks)."""
-        out = self._inference_fn()({"input_image": tf.convert_to_tensor(molded_images, tf.float32),
-                                    "input_image_meta": tf.convert_to_tensor(image_metas, tf.float32)})
+        molded_images = tf.convert_to_tensor(molded_images, tf.float32)
+        out = self._inference_fn(molded_images.shape[1:3])(
+            {"input_image": molded_images, "input_image_meta": tf.convert_to_tensor(image_metas, tf.float32)})
         return {k: v.numpy() for k, v in out.items()}
 
     def detect(self, images, verbose=0):
@@ -366,12 +374,25 @@ class MaskRCNN:
             log(f"Processing {len(images)} images")
             for image in images:
                 log("image", image)
-        molded, metas, windows = self.mold_inputs(images)
-        if verbose:
-            log("molded_images", molded)
-            log("image_metas", metas)
-        out = self.run_inference(molded, metas)
-        return self._unmold_all(out, [np.asarray(im).shape for im in images], molded.shape, windows)
+        # Each image molded on its own; one inference call per molded size (one in "square" mode; "pad64" and
+        # "none" give a size per image shape).
+        molded = [self.mold_inputs([image]) for image in images]
+        groups = {}
+        for i, (m, _, _) in enumerate(molded):
+            groups.setdefault(m.shape[1:3], []).append(i)
+        results = [None] * len(images)
+        for indices in groups.values():
+            batch = np.concatenate([molded[i][0] for i in indices])
+            metas = np.concatenate([molded[i][1] for i in indices])
+            windows = np.concatenate([molded[i][2] for i in indices])
+            if verbose:
+                log("molded_images", batch)
+                log("image_metas", metas)
+            out = self.run_inference(batch, metas)
+            shapes = [np.asarray(images[i]).shape for i in indices]
+            for i, r in zip(indices, self._unmold_all(out, shapes, batch.shape, windows)):
+                results[i] = r
+        return results
 
     def _unmold_all(self, out, original_shapes, molded_shape, windows):
         results = []
@@ -395,9 +416,11 @@ class MaskRCNN:
         shapes = [tuple(s) for s in meta["image_shape"]]
         return self._unmold_all(out, shapes, molded_images.shape, meta["window"])
 
-    def input_signature(self) -> list[dict]:
-        """The inference graph's input signature (any batch size, the config's image shape)."""
-        h, w, c = (int(s) for s in self.config.IMAGE_SHAPE)
+    def input_signature(self, size=None) -> list[dict]:
+        """The inference graph's input signature (any batch size; molded images of ``size`` (H, W), by default
+        the config's IMAGE_SHAPE)."""
+        h, w = (int(s) for s in (size or self.config.IMAGE_SHAPE[:2]))
+        c = int(self.config.IMAGE_SHAPE[2])
         return [{
             "input_image": tf.TensorSpec([None, h, w, c], tf.float32, name="input_image"),
             "input_image_meta": tf.TensorSpec([None, self.config.IMAGE_META_SIZE], tf.float32,

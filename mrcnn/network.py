@@ -116,6 +116,7 @@ class MaskRCNNModel(keras.Model):
         self.image_shape = tuple(int(v) for v in image_shape)
         self.anchors = get_anchors(self.image_shape, s["anchor_scales"], s["anchor_ratios"],
                                    s["backbone_strides"], anchor_stride, anchor_scales_per_octave).astype(np.float32)
+        self._anchors_by_size = {}  # other molded sizes at inference (IMAGE_RESIZE_MODE "pad64" / "none")
 
         self.backbone = build_backbone(self.image_shape, backbone, pyramid_size, train_bn)
         self.rpn = build_rpn_model(anchor_stride, anchor_scales_per_octave * len(s["anchor_ratios"]), pyramid_size,
@@ -164,18 +165,41 @@ class MaskRCNNModel(keras.Model):
         outputs = [self.rpn(p, training=training) for p in feature_maps]
         return [tf.concat([o[i] for o in outputs], axis=1) for i in range(3)]
 
-    def classify(self, rois, feature_maps, training=False):
+    def classify(self, rois, feature_maps, training=False, image_shape=None):
         """Box head on [B, N, 4] ROIs: logits [B, N, C], probs [B, N, C], deltas [B, N, C, 4]."""
         batch, n = tf.shape(rois)[0], tf.shape(rois)[1]
-        pooled = self.roi_align(rois, feature_maps[:4])  # [B*N, pool, pool, depth]
+        pooled = self.roi_align(rois, feature_maps[:4], image_shape=image_shape)  # [B*N, pool, pool, depth]
         logits, probs, deltas = self.box_head(pooled, training=training)
         c = self.num_classes
         return (tf.reshape(logits, [batch, n, c]), tf.reshape(probs, [batch, n, c]),
                 tf.reshape(deltas, [batch, n, c, 4]))
 
-    def window(self, image_meta):
+    def window(self, image_meta, image_shape=None):
         """Normalised window [B, 4] of the real image inside the molded one, from the image meta."""
-        return norm_boxes_tf(tf.cast(image_meta[:, 7:11], tf.float32), self.image_shape[:2])
+        return norm_boxes_tf(tf.cast(image_meta[:, 7:11], tf.float32), image_shape or self.image_shape[:2])
+
+    def input_size(self, images) -> tuple[int, int]:
+        """(H, W) of a batch of molded images: its static size (every traced inference function has one), or
+        the size the model was built for."""
+        h, w = images.shape[1], images.shape[2]
+        if h is None or w is None:
+            return self.image_shape[:2]
+        if h % 64 or w % 64:
+            raise ValueError(f"Molded images must be a multiple of 64 on both sides (6 pyramid halvings), got "
+                             f"{h}x{w}: check IMAGE_RESIZE_MODE, IMAGE_MIN_DIM and IMAGE_MAX_DIM")
+        return int(h), int(w)
+
+    def anchors_for(self, size) -> np.ndarray:
+        """Normalised anchors of a molded input of ``size`` (H, W), computed once per size."""
+        size = (int(size[0]), int(size[1]))
+        if size == self.image_shape[:2]:
+            return self.anchors
+        if size not in self._anchors_by_size:
+            s = self.settings
+            self._anchors_by_size[size] = get_anchors(
+                size + (3,), s["anchor_scales"], s["anchor_ratios"], s["backbone_strides"], s["anchor_stride"],
+                s["anchor_scales_per_octave"]).astype(np.float32)
+        return self._anchors_by_size[size]
 
     # ----------------------------------------------------------------------------------------------------
     # Inference.
@@ -189,17 +213,18 @@ class MaskRCNNModel(keras.Model):
         """
         images = inputs["input_image"]
         image_meta = inputs["input_image_meta"]
+        size = self.input_size(images)
         feature_maps = self.features(images, training=False)
         _, rpn_probs, rpn_bbox = self.rpn_outputs(feature_maps)
-        proposals = self.proposals_inference(rpn_probs, rpn_bbox, tf.constant(self.anchors))
-        _, probs, deltas = self.classify(proposals, feature_maps)
-        detections, class_probs = self.detection(proposals, probs, deltas, self.window(image_meta))
+        proposals = self.proposals_inference(rpn_probs, rpn_bbox, tf.constant(self.anchors_for(size)))
+        _, probs, deltas = self.classify(proposals, feature_maps, image_shape=size)
+        detections, class_probs = self.detection(proposals, probs, deltas, self.window(image_meta, size))
 
         # Masks only for the real detections (usually far fewer than D): gather them into a flat batch.
         class_ids = tf.cast(detections[..., 4], tf.int32)
         where = tf.cast(tf.where(class_ids > 0), tf.int32)  # [K, (batch, slot)]
         boxes = tf.gather_nd(detections[..., :4], where)
-        pooled = self.mask_roi_align(boxes, feature_maps[:4], box_indices=where[:, 0])
+        pooled = self.mask_roi_align(boxes, feature_maps[:4], box_indices=where[:, 0], image_shape=size)
         # One zero row is appended and dropped again: convolutions on an empty batch (no detections) fail
         # on some CPU kernels.
         k = tf.shape(pooled)[0]

@@ -89,14 +89,15 @@ class PyramidROIAlign(keras.layers.Layer):
         self.pool_size = int(pool_size)
         self.image_shape = tuple(int(s) for s in image_shape[:2])
 
-    def call(self, boxes, feature_maps, box_indices=None):
+    def call(self, boxes, feature_maps, box_indices=None, image_shape=None):
+        """``image_shape`` (H, W): the molded input's size when it is not the one given at construction."""
         if box_indices is None:
             batch = tf.shape(boxes)[0]
             n = tf.shape(boxes)[1]
             # [B, N, 4] -> [B*N, 4] with the batch index of each row.
             box_indices = tf.repeat(tf.range(batch), n)
             boxes = tf.reshape(boxes, [-1, 4])
-        return roi_align(feature_maps, boxes, box_indices, self.pool_size, self.image_shape)
+        return roi_align(feature_maps, boxes, box_indices, self.pool_size, image_shape or self.image_shape)
 
     def get_config(self):
         config = super().get_config()

@@ -315,3 +315,37 @@ def test_jit_compile_trains_and_matches_the_plain_backbone(tmp_path):
     want, got = want[want[:, 4] > 0], got[got[:, 4] > 0]
     same = sum(np.abs(got - row).max(axis=1).min() < 1e-3 for row in want) if len(got) else 0
     assert same >= len(want) - 1 and abs(len(got) - len(want)) <= 1
+
+
+def test_pad64_detects_at_each_molded_size_like_a_model_built_for_it(inference_model, tmp_path):
+    from mrcnn.network import MaskRCNNModel, model_kwargs
+
+    path = str(tmp_path / "weights.h5")
+    weightslib.save_weights(inference_model.keras_model, path)
+    config = TinyInferenceConfig()
+    config.IMAGE_RESIZE_MODE = "pad64"
+    config.IMAGE_MIN_DIM = 128
+    pad64 = modellib.MaskRCNN("inference", config, model_dir=str(tmp_path))
+    pad64.load_weights(path)
+    wide = _shapes(1, 8).load_image(0)
+    wide = np.concatenate([wide, wide[:, :60]], axis=1)  # 128 x 188 -> molded 128 x 192, no resize
+    tall = np.ascontiguousarray(np.transpose(wide, (1, 0, 2)))  # 188 x 128 -> molded 192 x 128
+    molded, metas, _ = pad64.mold_inputs([wide])
+    assert molded.shape == (1, 128, 192, 3)
+    # The same graph built for a 128 x 192 input (its own anchors, RoIAlign levels and window).
+    kwargs = model_kwargs(config)
+    kwargs["image_shape"] = [128, 192, 3]
+    fixed = MaskRCNNModel(**kwargs)
+    weightslib.load_weights(fixed, path, by_name=False)
+    want = {k: v.numpy() for k, v in fixed({"input_image": tf.constant(molded),
+                                            "input_image_meta": tf.constant(metas)}).items()}
+    got = pad64.run_inference(molded, metas)
+    assert np.sum(want["detections"][0, :, 4] > 0) > 0
+    for key in ("detections", "class_probs", "masks"):
+        np.testing.assert_allclose(got[key], want[key], atol=1e-4)
+    # detect() on images of two shapes runs one batch per molded size, each result at its own size.
+    r_wide, r_tall = pad64.detect([wide, tall])
+    assert r_wide["masks"].shape[:2] == (128, 188) and r_tall["masks"].shape[:2] == (188, 128)
+    assert len(r_wide["class_ids"]) == np.sum(want["detections"][0, :, 4] > 0)
+    with pytest.raises(ValueError, match="different sizes"):
+        pad64.mold_inputs([wide, tall])
