@@ -1,8 +1,9 @@
 """Inference speed: backbone+FPN alone vs the whole ``detect``, per stage, peak memory, and (optionally)
 torchvision's ``maskrcnn_resnet50_fpn`` at the same size and thread count.
 
-    python benchmarks/speed.py                      # ResNet-50-FPN at 512 and 1024 px, and the light config,
-                                                    # each in float32 and in mixed bfloat16
+    python benchmarks/speed.py                      # ResNet-50-FPN at 512 and 1024 px (square, and "-pad64":
+                                                    # IMAGE_RESIZE_MODE pad64), and the light config, each in
+                                                    # float32 and in mixed bfloat16
     python benchmarks/speed.py --configs light --precision float32 --repeats 10
     python benchmarks/speed.py --throughput 50     # folder throughput of lesion/detect.py's pipeline
     python benchmarks/speed.py --training 30       # training steps/s: real input pipeline vs a cached batch
@@ -45,53 +46,58 @@ class BenchConfig(Config):
     DETECTION_MIN_CONFIDENCE = 0.0  # Random weights: keep the full detection load (100 masks).
 
 
-def make_config(name: str, precision: str = "float32") -> Config:
+def make_config(name: str, precision: str = "float32", image_shape=(767, 1022)) -> Config:
+    """"light", "resnet50@SIZE" (square, matterport's default mode) or "resnet50@SIZE-pad64" (the image scaled
+    up so its long side is about SIZE, padded to multiples of 64 only: the pixels torchvision works on; "pad64"
+    never scales down, so SIZE must be at least the image's long side)."""
     if name == "light":
         from lesion.config import make_config as lesion_config
 
         return lesion_config(light=True, classes="lesion", IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=0.0,
                              MIXED_PRECISION=precision)
-    size = int(name.split("@")[1])
+    size, _, mode = name.split("@")[1].partition("-")
+    size = int(size)
     cfg = BenchConfig()
     cfg.IMAGE_MIN_DIM = cfg.IMAGE_MAX_DIM = size
+    if mode == "pad64":
+        cfg.IMAGE_RESIZE_MODE = "pad64"
+        cfg.IMAGE_MIN_DIM = max(64, 64 * round(size * min(image_shape[:2]) / max(image_shape[:2]) / 64))
     cfg.MIXED_PRECISION = precision
     cfg.__init__()
     return cfg
 
 
-def _layer_macs(layer) -> int:
-    """Multiply-accumulates of one call of a convolution or dense layer of a functional model, for one batch
-    item (unknown spatial sizes count as 1, i.e. per output pixel)."""
-    out = [1 if d is None else int(d) for d in layer.output.shape[1:]]
-    if isinstance(layer, keras.layers.Conv2DTranspose):
-        kh, kw = layer.kernel_size
-        sh, sw = layer.strides
-        return int(np.prod(out)) * kh * kw * int(layer.input.shape[-1]) // (sh * sw)
-    if isinstance(layer, keras.layers.Conv2D):
-        kh, kw = layer.kernel_size
-        return int(np.prod(out)) * kh * kw * int(layer.input.shape[-1]) // layer.groups
-    if isinstance(layer, keras.layers.Dense):
-        return int(np.prod(out)) * int(layer.input.shape[-1])
-    return 0
-
-
-def model_macs(model) -> int:
+def graph_gmacs(fn, *specs) -> float:
+    """Multiply-accumulates (GMAC) of the convolutions and matrix products in ``fn`` traced for ``specs``."""
+    graph = tf.function(fn).get_concrete_function(*specs).graph
     total = 0
-    for layer in model.layers:
-        total += model_macs(layer) if hasattr(layer, "layers") else _layer_macs(layer)
-    return total
+    for op in graph.get_operations():
+        if op.type == "Conv2D":  # filter [kh, kw, cin, cout]
+            kh, kw, cin, _ = op.inputs[1].shape
+            total += int(np.prod(op.outputs[0].shape)) * kh * kw * cin
+        elif op.type == "Conv2DBackpropInput":  # transposed convolution; filter [kh, kw, cout, cin]
+            kh, kw, cout, _ = op.inputs[1].shape
+            total += int(np.prod(op.inputs[2].shape)) * kh * kw * cout
+        elif op.type in ("MatMul", "BatchMatMulV2"):
+            a = op.inputs[0].shape
+            total += int(np.prod(op.outputs[0].shape)) * int(a[-2] if op.get_attr(
+                "transpose_a" if op.type == "MatMul" else "adj_x") else a[-1])
+    return total / 1e9
 
 
-def stage_gmacs(model, cfg, detections: int) -> dict:
-    """GMAC per stage for one image: the backbone + FPN, the RPN on every level, the box head on the
-    inference proposals, the mask head on ``detections`` detections."""
-    km = model.keras_model
-    h, w = cfg.IMAGE_SHAPE[:2]
-    stride = cfg.RPN_ANCHOR_STRIDE
-    pixels = sum(-(-h // s // stride) * -(-w // s // stride) for s in cfg.BACKBONE_STRIDES)
-    return {"backbone": model_macs(km.backbone) / 1e9, "rpn": model_macs(km.rpn) * pixels / 1e9,
-            "box_head": model_macs(km.box_head) * cfg.POST_NMS_ROIS_INFERENCE / 1e9,
-            "mask_head": model_macs(km.mask_head) * detections / 1e9}
+def stage_gmacs(model, size, detections: int) -> dict:
+    """GMAC per stage for one molded image of ``size`` (H, W): the backbone + FPN, the RPN on every level,
+    the box head on the inference proposals, the mask head on ``detections`` detections."""
+    km, cfg = model.keras_model, model.config
+    image = tf.TensorSpec([1, size[0], size[1], 3], tf.float32)
+    levels = [tf.TensorSpec(f.shape, f.dtype) for f in km.features(tf.zeros(image.shape))]
+    depth = cfg.TOP_DOWN_PYRAMID_SIZE
+    pooled = tf.TensorSpec([cfg.POST_NMS_ROIS_INFERENCE, cfg.POOL_SIZE, cfg.POOL_SIZE, depth], km.box_head.compute_dtype)
+    masks = tf.TensorSpec([detections, cfg.MASK_POOL_SIZE, cfg.MASK_POOL_SIZE, depth], km.mask_head.compute_dtype)
+    return {"backbone": graph_gmacs(lambda x: km.features(x), image),
+            "rpn": sum(graph_gmacs(lambda p: km.rpn(p), spec) for spec in levels),
+            "box_head": graph_gmacs(lambda p: km.box_head(p), pooled),
+            "mask_head": graph_gmacs(lambda p: km.mask_head(p), masks) if detections else 0.0}
 
 
 def timeit(fn, repeats: int) -> float:
@@ -110,14 +116,15 @@ def peak_rss_mb() -> float:
 
 
 def bench_config(name: str, image: np.ndarray, repeats: int, precision: str = "float32") -> dict:
-    cfg = make_config(name, precision)
+    cfg = make_config(name, precision, image.shape)
     keras.utils.set_random_seed(0)  # the same random weights, so the same detections, in every run
     model = modellib.MaskRCNN("inference", cfg, model_dir="/tmp")
     km = model.keras_model
     molded, metas, windows = model.mold_inputs([image])
+    size = molded.shape[1:3]
     x = tf.constant(molded)
     meta = tf.constant(metas)
-    anchors = tf.constant(km.anchors)
+    anchors = tf.constant(km.anchors_for(size))
 
     backbone = tf.function(lambda t: km.features(t), reduce_retracing=True)
     feats = backbone(x)
@@ -131,15 +138,15 @@ def bench_config(name: str, image: np.ndarray, repeats: int, precision: str = "f
 
     @tf.function(reduce_retracing=True)
     def heads(proposals, feats):
-        return km.classify(proposals, feats)
+        return km.classify(proposals, feats, image_shape=size)
 
     _, probs, deltas = heads(proposals, feats)
 
     @tf.function(reduce_retracing=True)
     def decode(proposals, probs, deltas, meta):
-        return km.detection(proposals, probs, deltas, km.window(meta))
+        return km.detection(proposals, probs, deltas, km.window(meta, size))
 
-    full = model._inference_fn()
+    full = model._inference_fn(size)
     out = model.run_inference(molded, metas)
 
     def unmold():
@@ -151,7 +158,7 @@ def bench_config(name: str, image: np.ndarray, repeats: int, precision: str = "f
     r = {
         "config": name,
         "precision": precision,
-        "input": f"{cfg.IMAGE_SHAPE[0]}x{cfg.IMAGE_SHAPE[1]}",
+        "input": f"{size[0]}x{size[1]}",
         "params_M": km.count_params() / 1e6,
         "backbone_fpn_s": timeit(lambda: [f.numpy() for f in backbone(x)], repeats),
         "rpn_proposals_s": timeit(lambda: proposals_np(rpn(feats)), repeats),
@@ -167,7 +174,7 @@ def bench_config(name: str, image: np.ndarray, repeats: int, precision: str = "f
                            - r["decode_s"], 0.0)
     r["ratio_detect_to_backbone"] = r["detect_s"] / r["backbone_fpn_s"]
     r["peak_rss_mb"] = peak_rss_mb()
-    g = stage_gmacs(model, cfg, r["detections"])
+    g = stage_gmacs(model, size, r["detections"])
     r["gmac"] = g
     r["floor_ratio"] = sum(g.values()) / g["backbone"]
     r["floor_ratio_no_masks"] = (sum(g.values()) - g["mask_head"]) / g["backbone"]
@@ -292,7 +299,8 @@ def bench_training(steps: int) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--configs", nargs="*", default=["resnet50@512", "resnet50@1024", "light"])
+    parser.add_argument("--configs", nargs="*", default=["resnet50@512", "resnet50@1024", "resnet50@1024-pad64",
+                                                          "light"])
     parser.add_argument("--precision", nargs="*", default=["float32", "bfloat16"],
                         choices=["float32", "bfloat16", "float16"],
                         help="MIXED_PRECISION values to run every config in (bfloat16 pays on CPUs with "
@@ -313,13 +321,18 @@ def main(argv=None):
     image = read_image(candidates[0])
     print(f"image {candidates[0]} {image.shape[1]}x{image.shape[0]}; TF {tf.__version__}; "
           f"{os.cpu_count()} CPU threads; repeats {args.repeats} (median)")
-    rows = []
+    rows, torchvision_s = [], {}
     for name in args.configs:
         for precision in args.precision:
             r = bench_config(name, image, args.repeats, precision)
             if name.startswith("resnet50@"):
-                tv = bench_torchvision(int(name.split("@")[1]), candidates[0], image, args.repeats,
-                                       args.torch_python, precision)
+                # torchvision scales the long side to the size and pads to multiples of 32 only: the same
+                # pixels as the "-pad64" configs (the square configs work on the padding too).
+                key = (int(name.split("@")[1].split("-")[0]), precision)
+                if key not in torchvision_s:
+                    torchvision_s[key] = bench_torchvision(key[0], candidates[0], image, args.repeats,
+                                                           args.torch_python, precision)
+                tv = torchvision_s[key]
                 r["torchvision_s"] = tv
                 r["ratio_to_torchvision"] = (r["detect_s"] / tv) if tv else None
             rows.append(r)
