@@ -102,6 +102,20 @@ def test_folder_with_unreadable_files(tiny_weights, image_folder, tmp_path, caps
             assert crop.mode == "RGBA" and crop.size[0] <= size[0] and crop.size[1] <= size[1]
 
 
+def test_pad64_batches_images_of_different_molded_sizes(tiny_weights, image_folder, tmp_path):
+    # pad64 keeps each image's shape (padded to multiples of 64): 256x192, 192x128, 128x128, 128x128 in one batch.
+    out = tmp_path / "out"
+    status = _run(["--images", str(image_folder), "--out", str(out), "--weights", tiny_weights,
+                   "--min-confidence", "0", "--batch-size", "4", "--quiet", *TINY_ARGS,
+                   "--set", "IMAGE_RESIZE_MODE=pad64", "IMAGE_MIN_DIM=64"])
+    assert status == 1  # the unreadable files
+    rows = _summary(out)
+    for name, size in READABLE.items():
+        assert rows[name]["status"] == "ok" and int(rows[name]["lesions"]) > 0
+        with Image.open(out / f"{name}_segmentation.png") as seg:
+            assert seg.size == size
+
+
 def test_detections_json_loads_with_pycocotools(tiny_weights, image_folder, tmp_path):
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
