@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from mrcnn import model as modellib  # noqa: E402
+from mrcnn.anchors import compute_backbone_shapes  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.dataset import read_image  # noqa: E402
 
@@ -90,8 +91,9 @@ def stage_gmacs(model, size, detections: int) -> dict:
     the box head on the inference proposals, the mask head on ``detections`` detections."""
     km, cfg = model.keras_model, model.config
     image = tf.TensorSpec([1, size[0], size[1], 3], tf.float32)
-    levels = [tf.TensorSpec(f.shape, f.dtype) for f in km.features(tf.zeros(image.shape))]
     depth = cfg.TOP_DOWN_PYRAMID_SIZE
+    levels = [tf.TensorSpec([1, h, w, depth], km.rpn.compute_dtype)
+              for h, w in compute_backbone_shapes(size, cfg.BACKBONE_STRIDES)]
     pooled = tf.TensorSpec([cfg.POST_NMS_ROIS_INFERENCE, cfg.POOL_SIZE, cfg.POOL_SIZE, depth], km.box_head.compute_dtype)
     masks = tf.TensorSpec([detections, cfg.MASK_POOL_SIZE, cfg.MASK_POOL_SIZE, depth], km.mask_head.compute_dtype)
     return {"backbone": graph_gmacs(lambda x: km.features(x), image),

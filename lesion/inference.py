@@ -595,21 +595,16 @@ def iter_detections(model: Any, prepared: Iterable[tuple[Any, Prepared | None, B
 def _run_batch(model: Any, pending: list) -> Iterator[tuple[Any, Prepared | None, dict | None,
                                                             BaseException | None]]:
     batch = [p for _, p, _ in pending if p is not None]
-    # One inference call per molded size (IMAGE_RESIZE_MODE "pad64" / "none" mold images of different shapes
-    # to different sizes; "square" to one).
-    outputs: dict[int, tuple] = {}
-    for size in dict.fromkeys(p.molded.shape for p in batch):
-        group = [k for k, p in enumerate(batch) if p.molded.shape == size]
-        out = model.run_inference(np.stack([batch[k].molded for k in group]), np.stack([batch[k].meta for k in group]))
-        for j, k in enumerate(group):
-            outputs[k] = (out["detections"][j], out["class_probs"][j], out["masks"][j])
+    # "pad64" / "none" mold images of different shapes to different sizes: one inference call per size.
+    outputs = model.run_inference_by_size([p.molded for p in batch], [p.meta for p in batch]) if batch else []
     k = 0
     for item, p, error in pending:
         if p is None:
             yield item, None, None, error
             continue
-        rois, class_ids, scores, masks, probs = model.unmold_detections(*outputs[k], p.shape, p.molded.shape,
-                                                                        p.window)
+        out = outputs[k]
+        rois, class_ids, scores, masks, probs = model.unmold_detections(
+            out["detections"], out["class_probs"], out["masks"], p.shape, p.molded.shape, p.window)
         k += 1
         order = np.argsort(-scores, kind="stable")
         result = {"rois": rois[order], "class_ids": class_ids[order], "scores": scores[order],

@@ -361,6 +361,20 @@ class MaskRCNN:
             {"input_image": molded_images, "input_image_meta": tf.convert_to_tensor(image_metas, tf.float32)})
         return {k: v.numpy() for k, v in out.items()}
 
+    def run_inference_by_size(self, molded_images, image_metas) -> list[dict]:
+        """:meth:`run_inference` on a list of molded images that may differ in size ("pad64" / "none" modes):
+        one call per size. Returns each image's outputs (detections, class_probs, masks), in input order."""
+        groups = {}
+        for i, image in enumerate(molded_images):
+            groups.setdefault(image.shape, []).append(i)
+        results = [None] * len(molded_images)
+        for indices in groups.values():
+            out = self.run_inference(np.stack([molded_images[i] for i in indices]),
+                                     np.stack([image_metas[i] for i in indices]))
+            for j, i in enumerate(indices):
+                results[i] = {k: v[j] for k, v in out.items()}
+        return results
+
     def detect(self, images, verbose=0):
         """Detect instances in a list of images (any sizes).
 
@@ -374,34 +388,25 @@ class MaskRCNN:
             log(f"Processing {len(images)} images")
             for image in images:
                 log("image", image)
-        # Each image molded on its own; one inference call per molded size (one in "square" mode; "pad64" and
-        # "none" give a size per image shape).
-        molded = [self.mold_inputs([image]) for image in images]
-        groups = {}
-        for i, (m, _, _) in enumerate(molded):
-            groups.setdefault(m.shape[1:3], []).append(i)
-        results = [None] * len(images)
-        for indices in groups.values():
-            batch = np.concatenate([molded[i][0] for i in indices])
-            metas = np.concatenate([molded[i][1] for i in indices])
-            windows = np.concatenate([molded[i][2] for i in indices])
-            if verbose:
-                log("molded_images", batch)
-                log("image_metas", metas)
-            out = self.run_inference(batch, metas)
-            shapes = [np.asarray(images[i]).shape for i in indices]
-            for i, r in zip(indices, self._unmold_all(out, shapes, batch.shape, windows)):
-                results[i] = r
-        return results
+        # Each image molded on its own: "pad64" and "none" give a size per image shape ("square" one size).
+        molded, metas, windows = zip(*(self.mold_inputs([image]) for image in images))
+        molded, metas, windows = [m[0] for m in molded], [m[0] for m in metas], [w[0] for w in windows]
+        if verbose:
+            for m, meta in zip(molded, metas):
+                log("molded_images", m)
+                log("image_metas", meta)
+        return [self._result(out, np.asarray(image).shape, m.shape, window)
+                for image, m, window, out in zip(images, molded, windows, self.run_inference_by_size(molded, metas))]
+
+    def _result(self, out, original_shape, molded_shape, window) -> dict:
+        """One image's outputs -> matterport's result dict."""
+        rois, class_ids, scores, masks, probs = self.unmold_detections(
+            out["detections"], out["class_probs"], out["masks"], original_shape, molded_shape, window)
+        return {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks, "class_probs": probs}
 
     def _unmold_all(self, out, original_shapes, molded_shape, windows):
-        results = []
-        for i, shape in enumerate(original_shapes):
-            rois, class_ids, scores, masks, probs = self.unmold_detections(
-                out["detections"][i], out["class_probs"][i], out["masks"][i], shape, molded_shape[1:], windows[i])
-            results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks,
-                            "class_probs": probs})
-        return results
+        return [self._result({k: v[i] for k, v in out.items()}, shape, molded_shape[1:], windows[i])
+                for i, shape in enumerate(original_shapes)]
 
     def detect_molded(self, molded_images, image_metas, verbose=0):
         """Detect on images already molded (e.g. from :func:`load_image_gt` + :func:`mold_image`).

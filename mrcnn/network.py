@@ -114,9 +114,8 @@ class MaskRCNNModel(keras.Model):
         s = self.settings
         self.num_classes = int(num_classes)
         self.image_shape = tuple(int(v) for v in image_shape)
-        self.anchors = get_anchors(self.image_shape, s["anchor_scales"], s["anchor_ratios"],
-                                   s["backbone_strides"], anchor_stride, anchor_scales_per_octave).astype(np.float32)
-        self._anchors_by_size = {}  # other molded sizes at inference (IMAGE_RESIZE_MODE "pad64" / "none")
+        self._anchors_by_size = {}  # molded size (H, W) -> anchors; other sizes come from "pad64" / "none"
+        self.anchors = self.anchors_for(self.image_shape[:2])
 
         self.backbone = build_backbone(self.image_shape, backbone, pyramid_size, train_bn)
         self.rpn = build_rpn_model(anchor_stride, anchor_scales_per_octave * len(s["anchor_ratios"]), pyramid_size,
@@ -192,12 +191,10 @@ class MaskRCNNModel(keras.Model):
     def anchors_for(self, size) -> np.ndarray:
         """Normalised anchors of a molded input of ``size`` (H, W), computed once per size."""
         size = (int(size[0]), int(size[1]))
-        if size == self.image_shape[:2]:
-            return self.anchors
         if size not in self._anchors_by_size:
             s = self.settings
             self._anchors_by_size[size] = get_anchors(
-                size + (3,), s["anchor_scales"], s["anchor_ratios"], s["backbone_strides"], s["anchor_stride"],
+                size, s["anchor_scales"], s["anchor_ratios"], s["backbone_strides"], s["anchor_stride"],
                 s["anchor_scales_per_octave"]).astype(np.float32)
         return self._anchors_by_size[size]
 
