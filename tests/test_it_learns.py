@@ -43,7 +43,7 @@ def test_mask_rcnn_learns_shapes(tmp_path):
     inference.keras_model.set_weights(model.keras_model.get_weights())
     untrained_map = evaluate_map(inference, held_back, LearnInferenceConfig())
 
-    history = model.train(train, None, learning_rate=config.LEARNING_RATE, epochs=3, layers="all",
+    history = model.train(train, None, learning_rate=config.LEARNING_RATE, epochs=4, layers="all",
                           verbose=2)
     losses = history.history["loss"]
     inference.load_weights(model.find_last(), by_name=True)
