@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from .layers import BatchNorm
+from .layers import BatchNorm, Conv2D
 
 __all__ = ["build_rpn_model", "build_box_head", "build_mask_head"]
 
@@ -57,11 +57,12 @@ def build_box_head(pool_size: int, depth: int, num_classes: int, fc_size: int = 
         mrcnn_bbox [R, C, (dy, dx, log(dh), log(dw))]), R ROIs of all images together.
     """
     pooled = keras.Input(shape=(pool_size, pool_size, depth), name="input_pooled_rois")
-    # A pool_size x pool_size 'valid' convolution is a fully connected layer on the pooled ROI.
-    x = layers.Conv2D(fc_size, pool_size, padding="valid", name="mrcnn_class_conv1")(pooled)
+    # A pool_size x pool_size 'valid' convolution is a fully connected layer on the pooled ROI; Conv2D runs
+    # it, and the 1 x 1 one after it, as a matrix product (matterport's kernel shapes, so its weights load).
+    x = Conv2D(fc_size, pool_size, padding="valid", name="mrcnn_class_conv1")(pooled)
     x = BatchNorm(train_bn=train_bn, name="mrcnn_class_bn1")(x)
     x = layers.Activation("relu")(x)
-    x = layers.Conv2D(fc_size, 1, name="mrcnn_class_conv2")(x)
+    x = Conv2D(fc_size, 1, name="mrcnn_class_conv2")(x)
     x = BatchNorm(train_bn=train_bn, name="mrcnn_class_bn2")(x)
     x = layers.Activation("relu")(x)
     shared = layers.Reshape((fc_size,), name="pool_squeeze")(x)

@@ -49,7 +49,13 @@ class BatchNorm(keras.layers.BatchNormalization):
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class Conv2D(keras.layers.Conv2D):
-    """Keras' Conv2D that, at inference, can apply the :class:`BatchNorm` after it folded into its kernel.
+    """Keras' Conv2D that computes a convolution covering its whole input as a matrix product, and that, at
+    inference, can apply the :class:`BatchNorm` after it folded into its kernel.
+
+    A 'valid' convolution whose kernel is as large as its input (the box head's 7 x 7 convolution on pooled
+    ROIs, and the 1 x 1 one after it) is a fully connected layer: the input and kernel are reshaped to one
+    matrix product, which oneDNN runs about 1.5-2x faster in float32 than the same convolution, in training
+    too. The kernel keeps its [kh, kw, in, out] shape, so weight files are unchanged.
 
     Frozen BatchNorm is a per-channel ``x * scale + offset``; multiplying the kernel by ``scale`` and adding
     ``offset`` to the bias gives the same output without a pass over the activations (which under a mixed
@@ -62,6 +68,20 @@ class Conv2D(keras.layers.Conv2D):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._folded_bn = lambda: None  # weak reference to the BatchNorm folded in (not a tracked sublayer)
+
+    def covers_input(self, input_shape) -> bool:
+        """Whether the kernel covers the whole (static) input, so the convolution is one matrix product."""
+        return (self.padding == "valid" and self.data_format == "channels_last" and self.groups == 1
+                and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
+                and tuple(input_shape[1:3]) == tuple(self.kernel_size))
+
+    def convolution_op(self, inputs, kernel):
+        if not self.covers_input(inputs.shape):
+            return super().convolution_op(inputs, kernel)
+        # [N, kh, kw, in] . [kh, kw, in, out]: both flattened in the same (kh, kw, in) order.
+        depth = math.prod(kernel.shape[:3])
+        outputs = ops.matmul(ops.reshape(inputs, (-1, depth)), ops.reshape(kernel, (depth, self.filters)))
+        return ops.reshape(outputs, (-1, 1, 1, self.filters))
 
     def folds(self, output_shape) -> bool:
         """Whether an inference call with this output shape applies the folded BatchNorm."""

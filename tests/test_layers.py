@@ -108,3 +108,64 @@ def test_backbone_with_folding_matches_the_backbone_without(architecture):
     plain = [p.numpy() for p in model(x, training=False)]
     for a, b in zip(folded, plain):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * np.abs(b).max())
+
+
+def _op_types(fn, *specs):
+    return {op.type for op in tf.function(fn).get_concrete_function(*specs).graph.get_operations()}
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3])
+def test_convolution_covering_its_input_runs_as_a_matrix_product(kernel_size):
+    keras.utils.set_random_seed(7)
+    conv = Conv2D(5, kernel_size, padding="valid")
+    x = tf.constant(np.random.default_rng(8).normal(size=(6, kernel_size, kernel_size, 4)).astype("float32"))
+    conv.build(x.shape)
+    conv.bias.assign(np.arange(5, dtype="float32"))
+    assert conv.covers_input(x.shape)
+    ops_used = _op_types(conv, tf.TensorSpec([None, kernel_size, kernel_size, 4]))
+    assert "MatMul" in ops_used and "Conv2D" not in ops_used
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y = conv(x)
+        loss = tf.reduce_sum(y * tf.range(5, dtype=y.dtype))
+        ref = tf.nn.conv2d(x, conv.kernel, strides=1, padding="VALID") + conv.bias
+        ref_loss = tf.reduce_sum(ref * tf.range(5, dtype=ref.dtype))
+    assert y.shape == (6, 1, 1, 5)
+    np.testing.assert_allclose(y.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
+    for target in (x, conv.kernel):
+        np.testing.assert_allclose(tape.gradient(loss, target).numpy(), tape.gradient(ref_loss, target).numpy(),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_convolution_smaller_than_its_input_stays_a_convolution():
+    conv = Conv2D(5, 3, padding="valid")
+    assert not conv.covers_input((None, 5, 5, 4))
+    assert not Conv2D(5, 3, padding="same").covers_input((None, 3, 3, 4))
+    assert not Conv2D(5, 3, padding="valid").covers_input((None, None, None, 4))
+    ops_used = _op_types(conv, tf.TensorSpec([None, 5, 5, 4]))
+    assert "Conv2D" in ops_used and "MatMul" not in ops_used
+
+
+def test_box_head_runs_without_convolutions_and_keeps_matterport_kernel_shapes():
+    from mrcnn.heads import build_box_head
+
+    head = build_box_head(7, 16, num_classes=3, fc_size=32)
+    assert head.get_layer("mrcnn_class_conv1").kernel.shape == (7, 7, 16, 32)
+    assert head.get_layer("mrcnn_class_conv2").kernel.shape == (1, 1, 32, 32)
+    assert "Conv2D" not in _op_types(lambda p: head(p, training=False), tf.TensorSpec([None, 7, 7, 16]))
+
+
+def test_matrix_product_path_under_mixed_bfloat16():
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        keras.utils.set_random_seed(9)
+        conv = Conv2D(8, 7, padding="valid")
+        x = np.random.default_rng(10).normal(size=(3, 7, 7, 16)).astype("float32")
+        y = conv(x)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    assert y.dtype == tf.bfloat16 and conv.kernel.dtype == "float32"
+    ref = tf.nn.conv2d(x, conv.kernel, strides=1, padding="VALID") + conv.bias
+    np.testing.assert_allclose(tf.cast(y, tf.float32).numpy(), ref.numpy(), rtol=0.05, atol=0.05)
