@@ -8,7 +8,8 @@ torchvision's ``maskrcnn_resnet50_fpn`` at the same size and thread count.
     python benchmarks/speed.py --throughput 50     # folder throughput of lesion/detect.py's pipeline
     python benchmarks/speed.py --training 30       # training steps/s: real input pipeline vs a cached batch
 
-All figures are measured in one run (the ratios are what to compare across machines). One image at a time,
+All figures are measured in one run (the ratios are what to compare across machines). Each config runs in a
+fresh process, so its peak RSS is its own (``--same-process`` to run them all in this one). One image at a time,
 after warm-up; the image is a real ISIC image at its original size when ../shared/isic2017-sample exists,
 else a bundled test image. Each config also prints its compute in multiply-accumulates (GMAC) per stage, the
 rate each part runs at, and the ratio detect / backbone+FPN that the compute alone sets (every stage at the
@@ -115,6 +116,15 @@ def timeit(fn, repeats: int) -> float:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def isolated(fn, *args):
+    """``fn(*args)`` in a fresh process, so its peak RSS is its own (the process maximum never goes down)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def bench_config(name: str, image: np.ndarray, repeats: int, precision: str = "float32") -> dict:
@@ -315,6 +325,8 @@ def main(argv=None):
                         help="also measure folder throughput over N images")
     parser.add_argument("--training", type=int, default=0, metavar="STEPS",
                         help="also measure training steps/s, real data vs a cached batch")
+    parser.add_argument("--same-process", action="store_true",
+                        help="run every config in this process (the peak RSS is then the maximum so far)")
     args = parser.parse_args(argv)
 
     candidates = [args.image] if args.image else sorted(
@@ -326,7 +338,8 @@ def main(argv=None):
     rows, torchvision_s = [], {}
     for name in args.configs:
         for precision in args.precision:
-            r = bench_config(name, image, args.repeats, precision)
+            r = (bench_config(name, image, args.repeats, precision) if args.same_process
+                 else isolated(bench_config, name, image, args.repeats, precision))
             if name.startswith("resnet50@"):
                 # torchvision scales the long side to the size and pads to multiples of 32 only: the same
                 # pixels as the "-pad64" configs (the square configs work on the padding too).
