@@ -1,5 +1,5 @@
 """Inference speed: backbone+FPN alone vs the whole ``detect``, per stage, peak memory, and (optionally)
-torchvision's ``maskrcnn_resnet50_fpn`` at the same size and thread count.
+torchvision's ``maskrcnn_resnet50_fpn`` at the same size and thread count, its runs alternating with ours.
 
     python benchmarks/speed.py                      # ResNet-50-FPN at 512 and 1024 px (square, and "-pad64":
                                                     # IMAGE_RESIZE_MODE pad64), and the light config, each in
@@ -7,6 +7,7 @@ torchvision's ``maskrcnn_resnet50_fpn`` at the same size and thread count.
     python benchmarks/speed.py --configs light --precision float32 --repeats 10
     python benchmarks/speed.py --throughput 50     # folder throughput of lesion/detect.py's pipeline
     python benchmarks/speed.py --training 30       # training steps/s: real input pipeline vs a cached batch
+    TORCH_PYTHON=/path/to/python benchmarks/speed.py  # torchvision from another environment
 
 All figures are measured in one run (the ratios are what to compare across machines). Each config runs in a
 fresh process, so its peak RSS is its own (``--same-process`` to run them all in this one). One image at a time,
@@ -103,9 +104,10 @@ def stage_gmacs(model, size, detections: int) -> dict:
             "mask_head": graph_gmacs(lambda p: km.mask_head(p), masks) if detections else 0.0}
 
 
-def timeit(fn, repeats: int) -> float:
+def timeit(fn, repeats: int, warm_up: bool = True) -> float:
     """Median seconds of ``fn()`` over ``repeats`` runs (after one warm-up run)."""
-    fn()
+    if warm_up:
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -127,7 +129,10 @@ def isolated(fn, *args):
         return pool.submit(fn, *args).result()
 
 
-def bench_config(name: str, image: np.ndarray, repeats: int, precision: str = "float32") -> dict:
+def bench_config(name: str, image: np.ndarray, repeats: int, precision: str = "float32", image_path=None,
+                 torch_python=None) -> dict:
+    """Times of one config. With ``torch_python`` (ResNet-50 configs), the whole ``detect`` runs alternate
+    with torchvision's on the same image (``image_path``) at the same size."""
     cfg = make_config(name, precision, image.shape)
     keras.utils.set_random_seed(0)  # the same random weights, so the same detections, in every run
     model = modellib.MaskRCNN("inference", cfg, model_dir="/tmp")
@@ -179,9 +184,25 @@ def bench_config(name: str, image: np.ndarray, repeats: int, precision: str = "f
         "graph_s": timeit(lambda: {k: v.numpy() for k, v in full({"input_image": x, "input_image_meta": meta}).items()},
                           repeats),
         "unmold_s": timeit(unmold, repeats),
-        "detect_s": timeit(whole_detect, repeats),
         "detections": int(np.sum(out["detections"][0, :, 4] > 0)),
     }
+    if torch_python and name.startswith("resnet50@"):
+        # torchvision scales the long side to the size and pads to multiples of 32 only: the same pixels as
+        # the "-pad64" configs (the square configs work on the padding too).
+        peer = TorchvisionPeer(int(name.split("@")[1].split("-")[0]), image_path, precision, torch_python)
+        try:
+            whole_detect()
+            ours, theirs = [], []
+            for _ in range(repeats):
+                ours.append(timeit(whole_detect, 1, warm_up=False))
+                theirs.append(peer.time_once())
+        finally:
+            peer.close()
+        r["detect_s"], r["torchvision_s"] = float(np.median(ours)), float(np.median(theirs))
+        r["ratio_to_torchvision"] = r["detect_s"] / r["torchvision_s"]
+        r["torchvision_versions"] = peer.versions
+    else:
+        r["detect_s"] = timeit(whole_detect, repeats)
     r["mask_head_s"] = max(r["graph_s"] - r["backbone_fpn_s"] - r["rpn_proposals_s"] - r["roialign_heads_s"]
                            - r["decode_s"], 0.0)
     r["ratio_detect_to_backbone"] = r["detect_s"] / r["backbone_fpn_s"]
@@ -199,30 +220,47 @@ def proposals_np(t):
     return t.numpy()
 
 
-def bench_torchvision(size: int, image_path: str, image: np.ndarray, repeats: int,
-                      torch_python: str | None, precision: str = "float32") -> float | None:
-    """Seconds per image of torchvision's maskrcnn_resnet50_fpn (random weights) at ``size`` with the same
-    number of threads as TensorFlow and the same precision (bfloat16: ``torch.autocast``), or None when torch
-    is not available."""
-    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
-    try:
-        import torch  # noqa: F401
-        import torchvision  # noqa: F401
-    except ImportError:
-        if not torch_python:
-            return None
+class TorchvisionPeer:
+    """torchvision's ``maskrcnn_resnet50_fpn`` (random weights) in a process of its own
+    (``benchmarks/torchvision_peer.py --serve``), built and warmed up once, then timed one image per call, so
+    its runs alternate with ours and drift on a shared machine hits both alike. Same size, same number of
+    threads as TensorFlow, same precision (bfloat16: ``torch.autocast``)."""
+
+    def __init__(self, size: int, image_path: str, precision: str, torch_python: str):
         import json
         import subprocess
 
-        out = subprocess.run(
-            [torch_python, str(ROOT / "benchmarks" / "torchvision_peer.py"), "--image", image_path, "--size",
-             str(size), "--threads", str(threads), "--repeats", str(repeats), "--precision", precision],
-            check=True, capture_output=True, text=True).stdout
-        return float(json.loads(out.strip().splitlines()[-1])["seconds"])
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from torchvision_peer import time_torchvision
+        threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+        self.process = subprocess.Popen(
+            [torch_python, str(ROOT / "benchmarks" / "torchvision_peer.py"), "--serve", "--image", image_path,
+             "--size", str(size), "--threads", str(threads), "--precision", precision],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ready = self.process.stdout.readline()
+        if not ready:
+            raise RuntimeError(f"torchvision_peer.py with {torch_python} exited with {self.process.wait()}")
+        self.versions = json.loads(ready)
 
-    return time_torchvision(image, size, threads, repeats, precision)
+    def time_once(self) -> float:
+        import json
+
+        self.process.stdin.write("run\n")
+        self.process.stdin.flush()
+        return float(json.loads(self.process.stdout.readline())["seconds"])
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def torch_interpreter(torch_python: str | None) -> str | None:
+    """The interpreter to run torchvision with: ``torch_python``, or this one when torch and torchvision import
+    here, or None."""
+    if torch_python:
+        return torch_python
+    import importlib.util
+
+    found = all(importlib.util.find_spec(m) is not None for m in ("torch", "torchvision"))
+    return sys.executable if found else None
 
 
 def bench_throughput(count: int, repeats: int) -> dict:
@@ -335,21 +373,12 @@ def main(argv=None):
     image = read_image(candidates[0])
     print(f"image {candidates[0]} {image.shape[1]}x{image.shape[0]}; TF {tf.__version__}; "
           f"{os.cpu_count()} CPU threads; repeats {args.repeats} (median)")
-    rows, torchvision_s = [], {}
+    torch_python = torch_interpreter(args.torch_python)
+    rows = []
     for name in args.configs:
         for precision in args.precision:
-            r = (bench_config(name, image, args.repeats, precision) if args.same_process
-                 else isolated(bench_config, name, image, args.repeats, precision))
-            if name.startswith("resnet50@"):
-                # torchvision scales the long side to the size and pads to multiples of 32 only: the same
-                # pixels as the "-pad64" configs (the square configs work on the padding too).
-                key = (int(name.split("@")[1].split("-")[0]), precision)
-                if key not in torchvision_s:
-                    torchvision_s[key] = bench_torchvision(key[0], candidates[0], image, args.repeats,
-                                                           args.torch_python, precision)
-                tv = torchvision_s[key]
-                r["torchvision_s"] = tv
-                r["ratio_to_torchvision"] = (r["detect_s"] / tv) if tv else None
+            bench_args = (name, image, args.repeats, precision, candidates[0], torch_python)
+            r = bench_config(*bench_args) if args.same_process else isolated(bench_config, *bench_args)
             rows.append(r)
             print(format_row(r), flush=True)
     if args.throughput:
@@ -381,8 +410,8 @@ def format_row(r: dict) -> str:
     ]
     if tv:
         lines.append(f"  torchvision         {tv:.3f} s   ratio ours/torchvision {r['ratio_to_torchvision']:.2f}")
-    elif "torchvision_s" in r:
-        lines.append("  torchvision         not installed")
+    elif r["config"].startswith("resnet50@"):
+        lines.append("  torchvision         not installed (--torch-python)")
     return "\n".join(lines)
 
 
