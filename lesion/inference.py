@@ -595,7 +595,7 @@ def iter_detections(model: Any, prepared: Iterable[tuple[Any, Prepared | None, B
 def _run_batch(model: Any, pending: list) -> Iterator[tuple[Any, Prepared | None, dict | None,
                                                             BaseException | None]]:
     batch = [p for _, p, _ in pending if p is not None]
-    # "pad64" / "none" mold images of different shapes to different sizes: one inference call per size.
+    # "pad64" / "fit" / "none" mold images of different shapes to different sizes: one inference call per size.
     outputs = model.run_inference_by_size([p.molded for p in batch], [p.meta for p in batch]) if batch else []
     k = 0
     for item, p, error in pending:

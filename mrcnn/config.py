@@ -60,6 +60,8 @@ class Config:
     MASK_SHAPE = [28, 28]
 
     # Images.
+    # "square" (matterport's default), "pad64", "crop", "none", or "fit": scaled as "square", padded to
+    # multiples of 64 only (inference; training batches are molded as "square").
     IMAGE_RESIZE_MODE = "square"
     IMAGE_MIN_DIM = 800
     IMAGE_MAX_DIM = 1024

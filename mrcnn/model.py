@@ -349,7 +349,7 @@ class MaskRCNN:
         if size not in self._infer_fns:
             model = self.keras_model
             # One compiled function per molded size, each with a fixed signature: no retracing, memory flat
-            # over many calls. "square" mode has one size; "pad64" and "none" one per image shape.
+            # over many calls. "square" mode has one size; "pad64", "fit" and "none" one per image shape.
             self._infer_fns[size] = tf.function(lambda inputs: model(inputs, training=False),
                                                 input_signature=self.input_signature(size))
         return self._infer_fns[size]
@@ -362,7 +362,7 @@ class MaskRCNN:
         return {k: v.numpy() for k, v in out.items()}
 
     def run_inference_by_size(self, molded_images, image_metas) -> list[dict]:
-        """:meth:`run_inference` on a list of molded images that may differ in size ("pad64" / "none" modes):
+        """:meth:`run_inference` on a list of molded images that may differ in size ("pad64" / "fit" / "none" modes):
         one call per size. Returns each image's outputs (detections, class_probs, masks), in input order."""
         groups = {}
         for i, image in enumerate(molded_images):
@@ -388,7 +388,7 @@ class MaskRCNN:
             log(f"Processing {len(images)} images")
             for image in images:
                 log("image", image)
-        # Each image molded on its own: "pad64" and "none" give a size per image shape ("square" one size).
+        # Each image molded on its own: "pad64", "fit" and "none" give a size per image shape ("square" one).
         molded, metas, windows = zip(*(self.mold_inputs([image]) for image in images))
         molded, metas, windows = [m[0] for m in molded], [m[0] for m in metas], [w[0] for w in windows]
         if verbose:

@@ -65,7 +65,7 @@ __all__ = [
     "download_trained_weights",
 ]
 
-RESIZE_MODES = ("none", "square", "pad64", "crop")
+RESIZE_MODES = ("none", "square", "pad64", "crop", "fit")
 
 # OpenCV's resize handles at most this many channels at once (CV_CN_MAX).
 _CV_MAX_CHANNELS = 512
@@ -279,7 +279,7 @@ def resize_image(image: np.ndarray, min_dim: int | None = None, max_dim: int | N
     """Resize an image keeping its aspect ratio, then pad or crop it as ``mode`` says.
 
     The scale is ``max(1, min_dim / min(h, w))`` (never down to reach ``min_dim``), at least ``min_scale``, and
-    in ``"square"`` mode at most what keeps the long side within ``max_dim``. uint8 images are resized with
+    in ``"square"`` and ``"fit"`` modes at most what keeps the long side within ``max_dim``. uint8 images are resized with
     OpenCV (``INTER_AREA`` when shrinking, ``INTER_LINEAR`` when enlarging), which is fast and memory-light on
     large photos; other dtypes with scikit-image bilinear interpolation. The dtype is kept.
 
@@ -290,13 +290,18 @@ def resize_image(image: np.ndarray, min_dim: int | None = None, max_dim: int | N
         multiple of 64, the image centred.
         ``"crop"``: scale up for ``min_dim``/``min_scale``, then take a random ``min_dim`` x ``min_dim`` crop
         (training only).
+        ``"fit"`` (not in matterport): scale as ``"square"`` does, then zero-pad each side to a multiple of 64
+        only, the image centred. The same pixels at the same scale as ``"square"`` without the padding to a
+        square (a quarter of the compute for a 4:3 image), at one molded size per image shape; training
+        batches, which need one size, are molded as ``"square"``.
 
     Args:
         image: [H, W, C] (or [H, W]) image.
         min_dim: the short side is scaled up to at least this; required for ``"crop"``.
-        max_dim: the long side's limit and the output side in ``"square"`` mode; required there.
+        max_dim: the long side's limit and the output side in ``"square"`` mode; required there and in
+            ``"fit"`` mode (a multiple of 64).
         min_scale: a lower bound on the scale.
-        mode: one of ``"none"``, ``"square"``, ``"pad64"``, ``"crop"``.
+        mode: one of ``"none"``, ``"square"``, ``"pad64"``, ``"crop"``, ``"fit"``.
         rng: for ``"crop"``, a ``numpy.random.Generator`` or a seed; ``None`` uses Python's ``random`` module
             (as matterport, so ``random.seed`` makes crops repeatable).
 
@@ -321,6 +326,8 @@ def resize_image(image: np.ndarray, min_dim: int | None = None, max_dim: int | N
         return image, window, scale, padding, crop
     if mode == "square" and not max_dim:
         raise ValueError("resize_image: mode 'square' needs max_dim (the output side)")
+    if mode == "fit" and (not max_dim or max_dim % 64 != 0):
+        raise ValueError(f"resize_image: mode 'fit' needs max_dim, a multiple of 64, got {max_dim}")
     if mode == "crop" and not min_dim:
         raise ValueError("resize_image: mode 'crop' needs min_dim (the crop side)")
     if mode == "pad64" and min_dim and min_dim % 64 != 0:
@@ -330,7 +337,7 @@ def resize_image(image: np.ndarray, min_dim: int | None = None, max_dim: int | N
         scale = max(1.0, min_dim / min(h, w))  # Scale up, never down.
     if min_scale and scale < min_scale:
         scale = float(min_scale)
-    if max_dim and mode == "square":
+    if max_dim and mode in ("square", "fit"):
         image_max = max(h, w)
         if round(image_max * scale) > max_dim:
             scale = max_dim / image_max
@@ -350,7 +357,7 @@ def resize_image(image: np.ndarray, min_dim: int | None = None, max_dim: int | N
         padding = [(top, max_dim - h - top), (left, max_dim - w - left), (0, 0)]
         image = _pad(image, padding)
         window = (top, left, h + top, w + left)
-    elif mode == "pad64":
+    elif mode in ("pad64", "fit"):
         pad_h = (-h) % 64  # Rows to add to reach the next multiple of 64.
         pad_w = (-w) % 64
         padding = [(pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)]

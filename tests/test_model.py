@@ -317,6 +317,37 @@ def test_jit_compile_trains_and_matches_the_plain_backbone(tmp_path):
     assert same >= len(want) - 1 and abs(len(got) - len(want)) <= 1
 
 
+def test_fit_mode_molds_the_square_pixels_without_the_padding(inference_model, tmp_path):
+    from mrcnn.data import load_image_gt
+
+    path = str(tmp_path / "weights.h5")
+    weightslib.save_weights(inference_model.keras_model, path)
+    config = TinyInferenceConfig()
+    config.IMAGE_RESIZE_MODE = "fit"
+    fit = modellib.MaskRCNN("inference", config, model_dir=str(tmp_path))
+    fit.load_weights(path)
+    image = np.random.default_rng(5).integers(0, 255, (90, 200, 3), dtype=np.uint8)
+    # Scale 128 / 200 -> 58 x 128: rows padded to 64 (3 + 3) instead of to 128 (35 + 35).
+    molded, metas, windows = fit.mold_inputs([image])
+    square, square_metas, _ = inference_model.mold_inputs([image])
+    assert molded.shape == (1, 64, 128, 3) and square.shape == (1, 128, 128, 3)
+    np.testing.assert_array_equal(molded[0], square[0, 32:96])
+    assert metas[0, 11] == square_metas[0, 11]  # the same scale
+    assert tuple(windows[0]) == (3, 0, 61, 128)
+    tall = np.ascontiguousarray(np.transpose(image, (1, 0, 2)))
+    r_wide, r_tall = fit.detect([image, tall])
+    assert r_wide["masks"].shape[:2] == (90, 200) and r_tall["masks"].shape[:2] == (200, 90)
+    assert len(r_wide["class_ids"]) > 0 and len(r_tall["class_ids"]) > 0
+    # Training batches need one size: "fit" molds them as "square", which scales the same way.
+    train_config = TinyShapesConfig()
+    train_config.IMAGE_RESIZE_MODE = "fit"
+    wide = ShapesDataset()
+    wide.load_shapes(1, 128, 256, seed=4)  # scale 0.5: "fit" alone would mold it to 64 x 128
+    wide.prepare()
+    gt_image, gt_meta = load_image_gt(wide, train_config, 0)[:2]
+    assert gt_image.shape == (128, 128, 3)
+
+
 def test_pad64_detects_at_each_molded_size_like_a_model_built_for_it(inference_model, tmp_path):
     from mrcnn.network import MaskRCNNModel, model_kwargs
 

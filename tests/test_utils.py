@@ -162,6 +162,34 @@ def test_resize_image_pad64_needs_multiple_of_64():
         utils.resize_image(_image(), min_dim=100, mode="pad64")
 
 
+def test_resize_image_fit_hand_values():
+    # 300x100, max_dim 256: scale 256 / 300 -> 256 x 85 (85.33 rounded); columns padded to 128 only
+    # (43: 21 left, 22 right), where "square" pads them to 256.
+    image = np.full((300, 100, 3), 200, np.uint8)
+    out, window, scale, padding, crop = utils.resize_image(image, min_dim=64, max_dim=256, mode="fit")
+    assert out.shape == (256, 128, 3) and out.dtype == np.uint8 and crop is None
+    assert scale == pytest.approx(256 / 300)
+    assert window == (0, 21, 256, 106)
+    assert padding == [(0, 0), (21, 22), (0, 0)]
+    assert (out[:, 21:106] == 200).all() and not out[:, :21].any() and not out[:, 106:].any()
+    square = utils.resize_image(image, min_dim=64, max_dim=256, mode="square")
+    assert square[2] == scale
+    np.testing.assert_array_equal(out, square[0][:, 64:192])
+
+
+def test_resize_image_fit_scales_up_like_square():
+    # 100x50, min_dim 128: scale 2.56 -> 256 x 128, within max_dim 256: no padding at all.
+    out, window, scale, padding, _ = utils.resize_image(_image(), min_dim=128, max_dim=256, mode="fit")
+    assert out.shape == (256, 128, 3) and scale == pytest.approx(2.56)
+    assert window == (0, 0, 256, 128) and padding == [(0, 0), (0, 0), (0, 0)]
+
+
+@pytest.mark.parametrize("max_dim", [None, 100])
+def test_resize_image_fit_needs_max_dim_multiple_of_64(max_dim):
+    with pytest.raises(ValueError, match="'fit' needs max_dim"):
+        utils.resize_image(_image(), max_dim=max_dim, mode="fit")
+
+
 def test_resize_image_crop():
     image = _image()
     out, window, scale, padding, crop = utils.resize_image(image, min_dim=32, mode="crop",
