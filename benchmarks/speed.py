@@ -1,8 +1,8 @@
 """Inference speed: backbone+FPN alone vs the whole ``detect``, per stage, peak memory, and (optionally)
 torchvision's ``maskrcnn_resnet50_fpn`` at the same size and thread count, its runs alternating with ours.
 
-    python benchmarks/speed.py                      # ResNet-50-FPN at 512 and 1024 px (square, and "-pad64":
-                                                    # IMAGE_RESIZE_MODE pad64), and the light config, each in
+    python benchmarks/speed.py                      # ResNet-50-FPN at 512 and 1024 px (square, and "-fit":
+                                                    # IMAGE_RESIZE_MODE fit), and the light config, each in
                                                     # float32 and in mixed bfloat16
     python benchmarks/speed.py --configs light --precision float32 --repeats 10
     python benchmarks/speed.py --throughput 50     # folder throughput of lesion/detect.py's pipeline
@@ -50,9 +50,10 @@ class BenchConfig(Config):
 
 
 def make_config(name: str, precision: str = "float32", image_shape=(767, 1022)) -> Config:
-    """"light", "resnet50@SIZE" (square, matterport's default mode) or "resnet50@SIZE-pad64" (the image scaled
-    up so its long side is about SIZE, padded to multiples of 64 only: the pixels torchvision works on; "pad64"
-    never scales down, so SIZE must be at least the image's long side)."""
+    """"light", "resnet50@SIZE" (square, matterport's default mode), "resnet50@SIZE-fit" (IMAGE_RESIZE_MODE
+    "fit": the same scale, padded to multiples of 64 only: the pixels torchvision works on) or
+    "resnet50@SIZE-pad64" (the image scaled up so its long side is about SIZE, padded to multiples of 64;
+    "pad64" never scales down, so SIZE must be at least the image's long side)."""
     if name == "light":
         from lesion.config import make_config as lesion_config
 
@@ -62,7 +63,9 @@ def make_config(name: str, precision: str = "float32", image_shape=(767, 1022)) 
     size = int(size)
     cfg = BenchConfig()
     cfg.IMAGE_MIN_DIM = cfg.IMAGE_MAX_DIM = size
-    if mode == "pad64":
+    if mode == "fit":
+        cfg.IMAGE_RESIZE_MODE = "fit"
+    elif mode == "pad64":
         cfg.IMAGE_RESIZE_MODE = "pad64"
         cfg.IMAGE_MIN_DIM = max(64, 64 * round(size * min(image_shape[:2]) / max(image_shape[:2]) / 64))
     cfg.MIXED_PRECISION = precision
@@ -188,7 +191,7 @@ def bench_config(name: str, image: np.ndarray, repeats: int, precision: str = "f
     }
     if torch_python and name.startswith("resnet50@"):
         # torchvision scales the long side to the size and pads to multiples of 32 only: the same pixels as
-        # the "-pad64" configs (the square configs work on the padding too).
+        # the "-fit" and "-pad64" configs (the square configs work on the padding too).
         peer = TorchvisionPeer(int(name.split("@")[1].split("-")[0]), image_path, precision, torch_python)
         try:
             whole_detect()
@@ -349,8 +352,8 @@ def bench_training(steps: int) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--configs", nargs="*", default=["resnet50@512", "resnet50@1024", "resnet50@1024-pad64",
-                                                          "light"])
+    parser.add_argument("--configs", nargs="*", default=["resnet50@512", "resnet50@512-fit", "resnet50@1024",
+                                                          "resnet50@1024-fit", "light"])
     parser.add_argument("--precision", nargs="*", default=["float32", "bfloat16"],
                         choices=["float32", "bfloat16", "float16"],
                         help="MIXED_PRECISION values to run every config in (bfloat16 pays on CPUs with "
