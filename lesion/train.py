@@ -545,8 +545,8 @@ def _run(args) -> int:
 
     augmentation = None
     if not args.no_augment:
-        augmentation = dermoscopy_augmentation(args.augment, rotate90=config.IMAGE_RESIZE_MODE in ("square", "fit"),
-                                               seed=seed)
+        rotate90 = config.IMAGE_RESIZE_MODE in ("square", "fit")  # training batches are square in both
+        augmentation = dermoscopy_augmentation(args.augment, rotate90=rotate90, seed=seed)
     print(f"Config {config.NAME}: backbone {config.BACKBONE}, {image_size} px, {config.NUM_CLASSES - 1} classes "
           f"{dataset.class_names[1:]}, batch {config.BATCH_SIZE}, {config.STEPS_PER_EPOCH} steps/epoch, "
           f"{config.VALIDATION_STEPS} validation steps, base lr {config.LEARNING_RATE:g}, "

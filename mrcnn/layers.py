@@ -55,7 +55,8 @@ class Conv2D(keras.layers.Conv2D):
     A 'valid' convolution whose kernel is as large as its input (the box head's 7 x 7 convolution on pooled
     ROIs, and the 1 x 1 one after it) is a fully connected layer: the input and kernel are reshaped to one
     matrix product, which oneDNN runs about 2x faster in float32 than the same convolution (measured on the box
-    head with 1000 ROIs), in training too. The kernel keeps its [kh, kw, in, out] shape, so weight files are unchanged.
+    head with 1000 ROIs), in training too. The kernel keeps its [kh, kw, in, out] shape, so weight files are
+    unchanged.
 
     Frozen BatchNorm is a per-channel ``x * scale + offset``; multiplying the kernel by ``scale`` and adding
     ``offset`` to the bias gives the same output without a pass over the activations (which under a mixed

@@ -362,8 +362,8 @@ class MaskRCNN:
         return {k: v.numpy() for k, v in out.items()}
 
     def run_inference_by_size(self, molded_images, image_metas) -> list[dict]:
-        """:meth:`run_inference` on a list of molded images that may differ in size ("pad64" / "fit" / "none" modes):
-        one call per size. Returns each image's outputs (detections, class_probs, masks), in input order."""
+        """:meth:`run_inference` on a list of molded images that may differ in size ("pad64" / "fit" / "none"
+        modes): one call per size. Returns each image's outputs (detections, class_probs, masks), in input order."""
         groups = {}
         for i, image in enumerate(molded_images):
             groups.setdefault(image.shape, []).append(i)

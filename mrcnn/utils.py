@@ -279,9 +279,9 @@ def resize_image(image: np.ndarray, min_dim: int | None = None, max_dim: int | N
     """Resize an image keeping its aspect ratio, then pad or crop it as ``mode`` says.
 
     The scale is ``max(1, min_dim / min(h, w))`` (never down to reach ``min_dim``), at least ``min_scale``, and
-    in ``"square"`` and ``"fit"`` modes at most what keeps the long side within ``max_dim``. uint8 images are resized with
-    OpenCV (``INTER_AREA`` when shrinking, ``INTER_LINEAR`` when enlarging), which is fast and memory-light on
-    large photos; other dtypes with scikit-image bilinear interpolation. The dtype is kept.
+    in ``"square"`` and ``"fit"`` modes at most what keeps the long side within ``max_dim``. uint8 images are
+    resized with OpenCV (``INTER_AREA`` when shrinking, ``INTER_LINEAR`` when enlarging), which is fast and
+    memory-light on large photos; other dtypes with scikit-image bilinear interpolation. The dtype is kept.
 
     Modes:
         ``"none"``: return the image unchanged.
