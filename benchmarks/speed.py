@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -107,16 +109,17 @@ def stage_gmacs(model, size, detections: int) -> dict:
             "mask_head": graph_gmacs(lambda p: km.mask_head(p), masks) if detections else 0.0}
 
 
-def timeit(fn, repeats: int, warm_up: bool = True) -> float:
+def seconds(fn) -> float:
+    """Seconds of one call of ``fn()``."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def timeit(fn, repeats: int) -> float:
     """Median seconds of ``fn()`` over ``repeats`` runs (after one warm-up run)."""
-    if warm_up:
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    fn()
+    return float(np.median([seconds(fn) for _ in range(repeats)]))
 
 
 def peak_rss_mb() -> float:
@@ -197,7 +200,7 @@ def bench_config(name: str, image: np.ndarray, repeats: int, precision: str = "f
             whole_detect()
             ours, theirs = [], []
             for _ in range(repeats):
-                ours.append(timeit(whole_detect, 1, warm_up=False))
+                ours.append(seconds(whole_detect))
                 theirs.append(peer.time_once())
         finally:
             peer.close()
@@ -230,9 +233,6 @@ class TorchvisionPeer:
     threads as TensorFlow, same precision (bfloat16: ``torch.autocast``)."""
 
     def __init__(self, size: int, image_path: str, precision: str, torch_python: str):
-        import json
-        import subprocess
-
         threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
         self.process = subprocess.Popen(
             [torch_python, str(ROOT / "benchmarks" / "torchvision_peer.py"), "--serve", "--image", image_path,
@@ -244,8 +244,6 @@ class TorchvisionPeer:
         self.versions = json.loads(ready)
 
     def time_once(self) -> float:
-        import json
-
         self.process.stdin.write("run\n")
         self.process.stdin.flush()
         return float(json.loads(self.process.stdout.readline())["seconds"])

@@ -545,7 +545,9 @@ def _run(args) -> int:
 
     augmentation = None
     if not args.no_augment:
-        rotate90 = config.IMAGE_RESIZE_MODE in ("square", "fit")  # training batches are square in both
+        from mrcnn.utils import training_resize_mode
+
+        rotate90 = training_resize_mode(config.IMAGE_RESIZE_MODE) == "square"  # square batches only
         augmentation = dermoscopy_augmentation(args.augment, rotate90=rotate90, seed=seed)
     print(f"Config {config.NAME}: backbone {config.BACKBONE}, {image_size} px, {config.NUM_CLASSES - 1} classes "
           f"{dataset.class_names[1:]}, batch {config.BATCH_SIZE}, {config.STEPS_PER_EPOCH} steps/epoch, "

@@ -124,12 +124,9 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=Fa
     if len(class_ids) != mask.shape[-1]:
         raise ValueError(f"{dataset.image_reference(image_id)}: {mask.shape[-1]} masks but {len(class_ids)} class ids")
     original_shape = image.shape
-    # "fit" molds each image to its own size at inference; a training batch needs one size, and "square"
-    # scales the image the same way.
-    mode = "square" if config.IMAGE_RESIZE_MODE == "fit" else config.IMAGE_RESIZE_MODE
     image, window, scale, padding, crop = utils.resize_image(
         image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE, max_dim=config.IMAGE_MAX_DIM,
-        mode=mode)
+        mode=utils.training_resize_mode(config.IMAGE_RESIZE_MODE))
     mask = utils.resize_mask(mask, scale, padding, crop)
 
     if augmentation is not None:

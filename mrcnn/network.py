@@ -114,7 +114,7 @@ class MaskRCNNModel(keras.Model):
         s = self.settings
         self.num_classes = int(num_classes)
         self.image_shape = tuple(int(v) for v in image_shape)
-        self._anchors_by_size = {}  # molded size (H, W) -> anchors; other sizes come from "pad64" / "none"
+        self._anchors_by_size = {}  # molded size (H, W) -> anchors; "fit" / "pad64" / "none" add sizes
         self.anchors = self.anchors_for(self.image_shape[:2])
 
         self.backbone = build_backbone(self.image_shape, backbone, pyramid_size, train_bn)

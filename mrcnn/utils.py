@@ -63,6 +63,7 @@ __all__ = [
     "compute_ap_range",
     "compute_recall",
     "download_trained_weights",
+    "training_resize_mode",
 ]
 
 RESIZE_MODES = ("none", "square", "pad64", "crop", "fit")
@@ -272,6 +273,12 @@ def _pad(image: np.ndarray, padding) -> np.ndarray:
     """Zero-pad the two spatial axes of [H, W] or [H, W, C] with ``padding`` [(top, bottom), (left, right), ...]."""
     pad = list(padding[:2]) + [(0, 0)] * (image.ndim - 2)
     return np.pad(image, pad, mode="constant", constant_values=0)
+
+
+def training_resize_mode(mode: str) -> str:
+    """The ``IMAGE_RESIZE_MODE`` training batches are molded with: ``"fit"`` gives each image shape its own
+    size, which one batch cannot hold, so it trains as ``"square"``, which scales the image the same way."""
+    return "square" if mode == "fit" else mode
 
 
 def resize_image(image: np.ndarray, min_dim: int | None = None, max_dim: int | None = None,
