@@ -5,6 +5,7 @@ torchvision's ``maskrcnn_resnet50_fpn`` at the same size and thread count, its r
                                                     # IMAGE_RESIZE_MODE fit), and the light config, each in
                                                     # float32 and in mixed bfloat16
     python benchmarks/speed.py --configs light --precision float32 --repeats 10
+    python benchmarks/speed.py --configs resnet50@1024 --precision float32 --winograd on off
     python benchmarks/speed.py --throughput 50     # folder throughput of lesion/detect.py's pipeline
     python benchmarks/speed.py --training 30       # training steps/s: real input pipeline vs a cached batch
     TORCH_PYTHON=/path/to/python benchmarks/speed.py  # torchvision from another environment
@@ -41,6 +42,7 @@ from mrcnn import model as modellib  # noqa: E402
 from mrcnn.anchors import compute_backbone_shapes  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.dataset import read_image  # noqa: E402
+from mrcnn.layers import set_winograd  # noqa: E402
 
 
 class BenchConfig(Config):
@@ -51,7 +53,7 @@ class BenchConfig(Config):
     DETECTION_MIN_CONFIDENCE = 0.0  # Random weights: keep the full detection load (100 masks).
 
 
-def make_config(name: str, precision: str = "float32", image_shape=(767, 1022)) -> Config:
+def make_config(name: str, precision: str = "float32", image_shape=(767, 1022), winograd: bool = True) -> Config:
     """"light", "resnet50@SIZE" (square, matterport's default mode), "resnet50@SIZE-fit" (IMAGE_RESIZE_MODE
     "fit": the same scale, padded to multiples of 64 only: the pixels torchvision works on) or
     "resnet50@SIZE-pad64" (the image scaled up so its long side is about SIZE, padded to multiples of 64;
@@ -60,7 +62,7 @@ def make_config(name: str, precision: str = "float32", image_shape=(767, 1022)) 
         from lesion.config import make_config as lesion_config
 
         return lesion_config(light=True, classes="lesion", IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=0.0,
-                             MIXED_PRECISION=precision)
+                             MIXED_PRECISION=precision, WINOGRAD=winograd)
     size, _, mode = name.split("@")[1].partition("-")
     size = int(size)
     cfg = BenchConfig()
@@ -71,6 +73,7 @@ def make_config(name: str, precision: str = "float32", image_shape=(767, 1022)) 
         cfg.IMAGE_RESIZE_MODE = "pad64"
         cfg.IMAGE_MIN_DIM = max(64, 64 * round(size * min(image_shape[:2]) / max(image_shape[:2]) / 64))
     cfg.MIXED_PRECISION = precision
+    cfg.WINOGRAD = winograd
     cfg.__init__()
     return cfg
 
@@ -95,8 +98,18 @@ def graph_gmacs(fn, *specs) -> float:
 
 def stage_gmacs(model, size, detections: int) -> dict:
     """GMAC per stage for one molded image of ``size`` (H, W): the backbone + FPN, the RPN on every level,
-    the box head on the inference proposals, the mask head on ``detections`` detections."""
+    the box head on the inference proposals, the mask head on ``detections`` detections. Counted on the direct
+    convolutions: a convolution run by Winograd's algorithm counts what it computes, not the fewer products it
+    takes (so its rate reads above the machine's multiply-add peak)."""
     km, cfg = model.keras_model, model.config
+    set_winograd(km, False)
+    try:
+        return _stage_gmacs(km, cfg, size, detections)
+    finally:
+        set_winograd(km, km.winograd)
+
+
+def _stage_gmacs(km, cfg, size, detections: int) -> dict:
     image = tf.TensorSpec([1, size[0], size[1], 3], tf.float32)
     depth = cfg.TOP_DOWN_PYRAMID_SIZE
     levels = [tf.TensorSpec([1, h, w, depth], km.rpn.compute_dtype)
@@ -136,10 +149,10 @@ def isolated(fn, *args):
 
 
 def bench_config(name: str, image: np.ndarray, repeats: int, precision: str = "float32", image_path=None,
-                 torch_python=None) -> dict:
+                 torch_python=None, winograd: bool = True) -> dict:
     """Times of one config. With ``torch_python`` (ResNet-50 configs), the whole ``detect`` runs alternate
     with torchvision's on the same image (``image_path``) at the same size."""
-    cfg = make_config(name, precision, image.shape)
+    cfg = make_config(name, precision, image.shape, winograd)
     keras.utils.set_random_seed(0)  # the same random weights, so the same detections, in every run
     model = modellib.MaskRCNN("inference", cfg, model_dir="/tmp")
     km = model.keras_model
@@ -181,6 +194,7 @@ def bench_config(name: str, image: np.ndarray, repeats: int, precision: str = "f
     r = {
         "config": name,
         "precision": precision,
+        "winograd": bool(km.winograd),
         "input": f"{size[0]}x{size[1]}",
         "params_M": km.count_params() / 1e6,
         "backbone_fpn_s": timeit(lambda: [f.numpy() for f in backbone(x)], repeats),
@@ -356,6 +370,9 @@ def main(argv=None):
                         choices=["float32", "bfloat16", "float16"],
                         help="MIXED_PRECISION values to run every config in (bfloat16 pays on CPUs with "
                              "AVX512-BF16 or AMX)")
+    parser.add_argument("--winograd", nargs="*", default=["on"], choices=["on", "off"],
+                        help="WINOGRAD values to run every config with (on: the large 3x3 convolutions at "
+                             "float32 by Winograd's algorithm, mrcnn.winograd; off: direct convolutions)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--image", default=None)
     parser.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON"),
@@ -378,10 +395,11 @@ def main(argv=None):
     rows = []
     for name in args.configs:
         for precision in args.precision:
-            bench_args = (name, image, args.repeats, precision, candidates[0], torch_python)
-            r = bench_config(*bench_args) if args.same_process else isolated(bench_config, *bench_args)
-            rows.append(r)
-            print(format_row(r), flush=True)
+            for winograd in args.winograd:
+                bench_args = (name, image, args.repeats, precision, candidates[0], torch_python, winograd == "on")
+                r = bench_config(*bench_args) if args.same_process else isolated(bench_config, *bench_args)
+                rows.append(r)
+                print(format_row(r), flush=True)
     if args.throughput:
         rows.append(bench_throughput(args.throughput, args.repeats))
     if args.training:
@@ -392,7 +410,8 @@ def main(argv=None):
 def format_row(r: dict) -> str:
     tv = r.get("torchvision_s")
     lines = [
-        f"== {r['config']} {r['precision']} ({r['input']}, {r['params_M']:.1f} M parameters, "
+        f"== {r['config']} {r['precision']}{'' if r['winograd'] else ' (Winograd off)'} ({r['input']}, "
+        f"{r['params_M']:.1f} M parameters, "
         f"{r['detections']} detections)",
         f"  backbone+FPN        {r['backbone_fpn_s']:.3f} s",
         f"  RPN + proposals     {r['rpn_proposals_s']:.3f} s",

@@ -144,10 +144,10 @@ def fpn_graph(c2, c3, c4, c5, pyramid_size: int):
         [layers.UpSampling2D(size=(2, 2), name="fpn_p3upsampled")(p3),
          layers.Conv2D(pyramid_size, 1, name="fpn_c2p2")(c2)])
     # 3x3 convolutions on the merged maps reduce upsampling aliasing.
-    p2 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p2")(p2)
-    p3 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p3")(p3)
-    p4 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p4")(p4)
-    p5 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p5")(p5)
+    p2 = Conv2D(pyramid_size, 3, padding="same", name="fpn_p2")(p2)
+    p3 = Conv2D(pyramid_size, 3, padding="same", name="fpn_p3")(p3)
+    p4 = Conv2D(pyramid_size, 3, padding="same", name="fpn_p4")(p4)
+    p5 = Conv2D(pyramid_size, 3, padding="same", name="fpn_p5")(p5)
     # P6 is used for the 5th anchor scale in the RPN only.
     p6 = layers.MaxPooling2D(pool_size=(1, 1), strides=2, name="fpn_p6")(p5)
     return [p2, p3, p4, p5, p6]

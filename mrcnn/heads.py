@@ -35,8 +35,8 @@ def build_rpn_model(anchor_stride: int, anchors_per_location: int, depth: int,
         rpn_bbox [B, h*w*k, (dy, dx, log(dh), log(dw))]), anchors ordered as :mod:`mrcnn.anchors`.
     """
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
-    shared = layers.Conv2D(conv_depth, 3, padding="same", activation="relu", strides=anchor_stride,
-                           name="rpn_conv_shared")(feature_map)
+    shared = Conv2D(conv_depth, 3, padding="same", activation="relu", strides=anchor_stride,
+                    name="rpn_conv_shared")(feature_map)
     # [B, h, w, 2k] -> [B, h*w*k, 2]: cell-major, then anchor shape, matching the anchor order.
     x = layers.Conv2D(2 * anchors_per_location, 1, padding="valid", activation="linear",
                       name="rpn_class_raw")(shared)

@@ -8,7 +8,9 @@ import weakref
 import keras
 from keras import ops
 
-__all__ = ["BatchNorm", "Conv2D", "conv_bn"]
+from . import winograd as winograd_lib
+
+__all__ = ["BatchNorm", "Conv2D", "conv_bn", "set_winograd"]
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -50,7 +52,8 @@ class BatchNorm(keras.layers.BatchNormalization):
 @keras.saving.register_keras_serializable(package="mrcnn")
 class Conv2D(keras.layers.Conv2D):
     """Keras' Conv2D that computes a convolution covering its whole input as a matrix product, and that, at
-    inference, can apply the :class:`BatchNorm` after it folded into its kernel.
+    inference, can apply the :class:`BatchNorm` after it folded into its kernel and can run by Winograd's
+    algorithm.
 
     A 'valid' convolution whose kernel is as large as its input (the box head's 7 x 7 convolution on pooled
     ROIs, and the 1 x 1 one after it) is a fully connected layer: the input and kernel are reshaped to one
@@ -64,10 +67,15 @@ class Conv2D(keras.layers.Conv2D):
     current variables on every call, so it can never go stale, and only where the kernel is smaller than the
     output of one image (early, high-resolution layers; not the last stage at small sizes). Training calls and
     the weights are unchanged: the two layers keep their own variables and names.
+
+    With ``winograd=True``, an inference call of a 3x3 stride-1 "same" convolution on a map where it is faster
+    (float32, large maps, wide layers: :func:`mrcnn.winograd.suits`) runs as Winograd F(4x4, 3x3)
+    (:mod:`mrcnn.winograd`); training calls always run the direct convolution.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, winograd: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.winograd = bool(winograd)
         self._folded_bn = lambda: None  # weak reference to the BatchNorm folded in (not a tracked sublayer)
 
     def covers_input(self, input_shape) -> bool:
@@ -84,6 +92,13 @@ class Conv2D(keras.layers.Conv2D):
         outputs = ops.matmul(ops.reshape(inputs, (-1, depth)), ops.reshape(kernel, (depth, self.filters)))
         return ops.reshape(outputs, (-1, 1, 1, self.filters))
 
+    def uses_winograd(self, input_shape) -> bool:
+        """Whether an inference call on ``input_shape`` runs by Winograd's algorithm."""
+        return (self.winograd and tuple(self.kernel_size) == (3, 3) and self.padding == "same"
+                and self.data_format == "channels_last" and self.groups == 1 and tuple(self.strides) == (1, 1)
+                and tuple(self.dilation_rate) == (1, 1)
+                and winograd_lib.suits(input_shape, self.filters, self.compute_dtype))
+
     def folds(self, output_shape) -> bool:
         """Whether an inference call with this output shape applies the folded BatchNorm."""
         if self._folded_bn() is None:
@@ -94,13 +109,31 @@ class Conv2D(keras.layers.Conv2D):
         return math.prod(self.kernel.shape) <= math.prod(dims)
 
     def call(self, inputs, training=None):
-        if training or not self.folds(self.compute_output_shape(inputs.shape)):
-            return super().call(inputs)
-        scale, offset = self._folded_bn().inference_affine()
-        kernel = self.kernel * ops.cast(scale, self.compute_dtype)
-        bias = offset + self.bias * scale if self.use_bias else offset
-        outputs = self.convolution_op(inputs, kernel)
-        return outputs + ops.cast(bias, outputs.dtype)
+        kernel = self.kernel
+        bias = self.bias if self.use_bias else None
+        if not training and self.folds(self.compute_output_shape(inputs.shape)):
+            scale, offset = self._folded_bn().inference_affine()
+            kernel = kernel * ops.cast(scale, self.compute_dtype)
+            bias = offset + bias * scale if bias is not None else offset
+        if not training and self.uses_winograd(inputs.shape):
+            outputs = winograd_lib.conv3x3(inputs, kernel)
+        else:
+            outputs = self.convolution_op(inputs, kernel)
+        if bias is not None:
+            outputs = outputs + ops.cast(bias, outputs.dtype)
+        return self.activation(outputs) if self.activation is not None else outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config["winograd"] = self.winograd
+        return config
+
+
+def set_winograd(model: keras.layers.Layer, enabled: bool) -> None:
+    """Set ``winograd`` on every :class:`Conv2D` inside ``model`` (traced functions keep what they traced)."""
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        if isinstance(layer, Conv2D):
+            layer.winograd = bool(enabled)
 
 
 def conv_bn(inputs, conv: Conv2D, bn: BatchNorm):

@@ -19,6 +19,7 @@ import tensorflow as tf
 from . import utils
 from .data import (MaskRCNNSequence, compose_image_meta, data_generator, load_image_gt, mold_image,
                    parse_image_meta, unmold_image)
+from .layers import set_winograd
 from .network import MaskRCNNModel, model_kwargs
 
 __all__ = ["MaskRCNN", "log", "load_image_gt", "mold_image", "unmold_image", "compose_image_meta",
@@ -434,9 +435,16 @@ class MaskRCNN:
 
     def export(self, filepath: str):
         """Export the inference graph as a TF SavedModel (endpoint ``serve``: molded images + metas in,
-        ``detections``, ``class_probs``, ``masks`` out) for TF Serving, TFLite conversion or ONNX tools."""
-        self.keras_model.export(filepath, format="tf_saved_model", verbose=False,
-                                input_signature=self.input_signature())
+        ``detections``, ``class_probs``, ``masks`` out) for TF Serving, TFLite conversion or ONNX tools.
+
+        The exported graph uses direct convolutions only (no XLA-compiled Winograd functions), so any runtime
+        can load it and choose its own convolution algorithms."""
+        model = self.keras_model
+        set_winograd(model, False)
+        try:
+            model.export(filepath, format="tf_saved_model", verbose=False, input_signature=self.input_signature())
+        finally:
+            set_winograd(model, model.winograd)
 
     def save(self, filepath: str):
         """Save the whole model (architecture and weights) as a ``.keras`` file; reload it with

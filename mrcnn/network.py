@@ -26,6 +26,7 @@ from .backbone import build_backbone
 from .boxes import norm_boxes_tf
 from .detection import DetectionLayer
 from .heads import build_box_head, build_mask_head, build_rpn_model
+from .layers import set_winograd
 from .losses import LOSS_NAMES, mask_rcnn_losses
 from .proposals import ProposalLayer
 from .roi_align import PyramidROIAlign
@@ -71,6 +72,7 @@ def model_kwargs(config) -> dict:
         proposals_append_gt=bool(getattr(config, "PROPOSALS_APPEND_GT", True)),
         train_bn=config.TRAIN_BN,
         jit_compile_backbone=bool(getattr(config, "JIT_COMPILE", False)),
+        winograd=bool(getattr(config, "WINOGRAD", True)),
         loss_weights={k: float(v) for k, v in config.LOSS_WEIGHTS.items()},
         seed=getattr(config, "SEED", None),
     )
@@ -92,7 +94,8 @@ class MaskRCNNModel(keras.Model):
                  detection_max_instances: int = 100, detection_min_confidence: float = 0.7,
                  detection_nms_threshold: float = 0.3, use_mini_mask: bool = True,
                  proposals_append_gt: bool = True, mask_head_depth: int = 256,
-                 rpn_head_depth: int = 512, train_bn=False, jit_compile_backbone: bool = False, loss_weights=None, seed=None, **kwargs):
+                 rpn_head_depth: int = 512, train_bn=False, jit_compile_backbone: bool = False,
+                 winograd: bool = True, loss_weights=None, seed=None, **kwargs):
         kwargs.setdefault("name", "mask_rcnn")
         super().__init__(**kwargs)
         self.settings = dict(
@@ -109,7 +112,7 @@ class MaskRCNNModel(keras.Model):
             detection_min_confidence=detection_min_confidence, detection_nms_threshold=detection_nms_threshold,
             use_mini_mask=use_mini_mask, proposals_append_gt=proposals_append_gt,
             mask_head_depth=mask_head_depth, rpn_head_depth=rpn_head_depth, train_bn=train_bn,
-            jit_compile_backbone=jit_compile_backbone,
+            jit_compile_backbone=jit_compile_backbone, winograd=winograd,
             loss_weights=dict(loss_weights or {name: 1.0 for name in LOSS_NAMES}), seed=seed)
         s = self.settings
         self.num_classes = int(num_classes)
@@ -136,6 +139,10 @@ class MaskRCNNModel(keras.Model):
         # cannot compile, and the backbone is where the FLOPs are.
         self._backbone_xla = (tf.function(self.backbone.__call__, jit_compile=True, reduce_retracing=True)
                               if jit_compile_backbone else None)
+        # Winograd's algorithm for the large 3x3 convolutions at inference on CPUs (see mrcnn.winograd); on a GPU,
+        # cuDNN already chooses its own algorithm.
+        self.winograd = bool(winograd) and not tf.config.list_physical_devices("GPU")
+        set_winograd(self, self.winograd)
         # Every sub-network is a functional model, built at construction.
         self.built = True
 

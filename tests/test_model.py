@@ -380,3 +380,51 @@ def test_pad64_detects_at_each_molded_size_like_a_model_built_for_it(inference_m
     assert len(r_wide["class_ids"]) == np.sum(want["detections"][0, :, 4] > 0)
     with pytest.raises(ValueError, match="different sizes"):
         pad64.mold_inputs([wide, tall])
+
+
+class WinogradConfig(ShapesConfig):
+    NAME = "winograd"
+    IMAGES_PER_GPU = 1
+    IMAGE_MIN_DIM = IMAGE_MAX_DIM = 256  # P2 is 64 x 64
+    TOP_DOWN_PYRAMID_SIZE = 128  # wide enough for Winograd (mrcnn.winograd.suits)
+    DETECTION_MIN_CONFIDENCE = 0.0
+
+
+def _xla_functions(graph_def) -> list[str]:
+    return [f.signature.name for f in graph_def.library.function
+            if "_XlaMustCompile" in f.attr and f.attr["_XlaMustCompile"].b]
+
+
+def test_winograd_model_matches_direct_convolutions_and_exports_without_it(tmp_path):
+    keras.utils.set_random_seed(21)
+    fast = modellib.MaskRCNN("inference", WinogradConfig(), model_dir="unused")
+    config = WinogradConfig()
+    config.WINOGRAD = False
+    direct = modellib.MaskRCNN("inference", config, model_dir="unused")
+    direct.keras_model.set_weights(fast.keras_model.get_weights())
+    km = fast.keras_model
+    assert km.winograd and not direct.keras_model.winograd
+    assert km.backbone.get_layer("fpn_p2").uses_winograd((1, 64, 64, 128))
+    assert km.rpn.get_layer("rpn_conv_shared").uses_winograd((1, 64, 64, 128))
+
+    image = ShapesDataset.draw_shape(np.full((256, 256, 3), 40, np.uint8), "circle", (120, 100, 50), (200, 10, 10))
+    names = ["features", "rpn_class", "rpn_bbox"]
+    want, got = direct.run_graph([image], names), fast.run_graph([image], names)
+    for a, b in zip(got["features"], want["features"]):
+        np.testing.assert_allclose(a, b, atol=1e-4 * np.abs(b).max())
+    for name in names[1:]:
+        np.testing.assert_allclose(got[name], want[name], atol=1e-4 * np.abs(want[name]).max())
+
+    # The inference graph calls the XLA-compiled transforms; the exported one has none, and serves the same
+    # outputs as the direct convolutions.
+    assert _xla_functions(fast._inference_fn().get_concrete_function().graph.as_graph_def())
+    path = str(tmp_path / "exported")
+    fast.export(path)
+    assert km.backbone.get_layer("fpn_p2").winograd  # restored after the export
+    served = tf.saved_model.load(path)
+    assert not _xla_functions(served.signatures["serve"].graph.as_graph_def())
+    molded, metas, _ = fast.mold_inputs([image])
+    out = served.serve({"input_image": tf.constant(molded), "input_image_meta": tf.constant(metas)})
+    reference = direct.run_inference(molded, metas)
+    for key in ("detections", "class_probs", "masks"):
+        np.testing.assert_allclose(out[key].numpy(), reference[key], atol=1e-5)
