@@ -17,6 +17,8 @@ Shapes: ``x`` [N, H, W, C] (channels last, any N), ``kernel`` [3, 3, C, K] -> [N
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -93,7 +95,6 @@ def _tiles(size: int) -> int:
     return -(-size // _OUT)
 
 
-@tf.function(jit_compile=True, autograph=False)
 def _transform_input(padded):
     """[N, 4 th + 2, 4 tw + 2, C] (padded) -> [36, N * th * tw, C]: ``B^T d B`` of every 6 x 6 tile (stride 4)."""
     th, tw, c = (padded.shape[1] - 2) // _OUT, (padded.shape[2] - 2) // _OUT, padded.shape[3]
@@ -102,7 +103,6 @@ def _transform_input(padded):
     return tf.reshape(tf.stack(v), (_IN * _IN, -1, c))
 
 
-@tf.function(jit_compile=True, autograph=False)
 def _transform_kernel(kernel):
     """[3, 3, C, K] -> [36, C, K]: ``G g G^T`` for every (input, output) channel pair."""
     g = tf.constant(_G, kernel.dtype)
@@ -110,17 +110,28 @@ def _transform_kernel(kernel):
     return tf.reshape(u, (_IN * _IN,) + tuple(kernel.shape[2:]))
 
 
-@tf.function(jit_compile=True, autograph=False)
-def _transform_output(m, h: int, w: int):
-    """[36, N * th * tw, K] -> [N, h, w, K] (h = 4 th, w = 4 tw): ``A^T m A`` of every tile, tiles put back in
-    place."""
-    th, tw = h // _OUT, w // _OUT
+def _transform_output(m, th: int, tw: int):
+    """[36, N * th * tw, K] -> [N, 4 th, 4 tw, K]: ``A^T m A`` of every tile, tiles put back in place."""
     k = m.shape[-1]
+    h, w = _OUT * th, _OUT * tw
     m = tf.reshape(m, (_IN, _IN, -1, th, tw, k))
     rows = _combine(_AT, [m[i] for i in range(_IN)])  # 4 x [6, N, th, tw, K]
     # Output (4 t + a, 4 s + b) is row a, column b of tile (t, s): stack to [N, th, 4, tw, 4, K], then merge.
     y = tf.stack([tf.stack(_combine(_AT, [r[j] for j in range(_IN)]), axis=3) for r in rows], axis=2)
     return tf.reshape(y, (-1, h, w, k))
+
+
+_COMPILED = {}
+
+
+def _xla(fn, x, **static):
+    """``fn(x, **static)`` compiled by XLA, with one function per input signature, so that each traces once
+    (one tf.function retraced for every shape would warn about excessive retracing; so would lambdas, which
+    share their code)."""
+    key = (fn.__name__, tuple(x.shape), x.dtype, tuple(sorted(static.items())))
+    if key not in _COMPILED:
+        _COMPILED[key] = tf.function(functools.partial(fn, **static), jit_compile=True, autograph=False)
+    return _COMPILED[key](x)
 
 
 def conv3x3(x, kernel, band_bytes: int = BAND_BYTES):
@@ -145,16 +156,18 @@ def conv3x3(x, kernel, band_bytes: int = BAND_BYTES):
         raise ValueError(f"conv3x3 needs a static height and width and a 3x3 kernel, got input {x.shape} and "
                          f"kernel {kernel.shape}")
     th, tw, k = _tiles(h), _tiles(w), int(kernel.shape[-1])
-    # One pixel of "same" padding on each side, plus what completes the last tiles.
-    padded = tf.pad(x, [[0, 0], [1, _OUT * th - h + 1], [1, _OUT * tw - w + 1], [0, 0]])
-    u = _transform_kernel(kernel)  # [36, C, K]
-    band = max(1, band_bytes // (_IN * _IN * tw * k * x.dtype.size))  # tile rows per band
+    # Bands of equal height (one compiled shape): the last one may reach into extra padding.
+    bands = -(-th // max(1, band_bytes // (_IN * _IN * tw * k * x.dtype.size)))
+    band = -(-th // bands)  # tile rows per band
+    # One pixel of "same" padding on each side, plus what completes the last tiles and the last band.
+    padded = tf.pad(x, [[0, 0], [1, _OUT * band * bands - h + 1], [1, _OUT * tw - w + 1], [0, 0]])
+    u = _xla(_transform_kernel, kernel)  # [36, C, K]
     outputs = []
-    for t0 in range(0, th, band):
-        t1 = min(th, t0 + band)
-        # Tiles t0..t1-1 read padded rows 4 t0 .. 4 t1 + 1. Each band starts when the previous one is done.
+    for i in range(bands):
+        # Band i's tiles read padded rows 4 t0 .. 4 t1 + 1. Each band starts when the previous one is done.
+        t0, t1 = i * band, (i + 1) * band
         with tf.control_dependencies(outputs[-1:]):
-            v = _transform_input(padded[:, _OUT * t0:_OUT * t1 + 2])  # [36, N * tiles, C]
-        outputs.append(_transform_output(tf.matmul(v, u), _OUT * (t1 - t0), _OUT * tw))
-    y = tf.concat(outputs, axis=1) if len(outputs) > 1 else outputs[0]
+            v = _xla(_transform_input, padded[:, _OUT * t0:_OUT * t1 + 2])  # [36, N * tiles, C]
+        outputs.append(_xla(_transform_output, tf.matmul(v, u), th=band, tw=tw))  # [N, 4 band, 4 tw, K]
+    y = tf.concat(outputs, axis=1) if bands > 1 else outputs[0]
     return y[:, :h, :w]
