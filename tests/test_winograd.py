@@ -52,9 +52,10 @@ def test_matches_the_direct_convolution(shape, filters):
 
 @pytest.mark.parametrize("band_bytes", [1, 36 * 3 * 6 * 4 * 2])  # one tile row per band; two rows
 def test_bands_of_tile_rows_give_the_whole_map(band_bytes):
-    # 13 rows are 4 tile rows (the last one partly padding): bands of 1 and of 2 + 2 tile rows.
+    # 17 rows are 5 tile rows (the last one mostly padding): 5 bands of 1 tile row, or 3 bands of 2, the last
+    # one reaching a tile row past the padded map.
     rng = np.random.default_rng(3)
-    x = tf.constant(rng.normal(size=(2, 13, 10, 4)).astype("float32"))
+    x = tf.constant(rng.normal(size=(2, 17, 10, 4)).astype("float32"))
     kernel = tf.constant(rng.normal(size=(3, 3, 4, 6)).astype("float32"))
     want = _direct(x, kernel)
     np.testing.assert_allclose(winograd.conv3x3(x, kernel, band_bytes=band_bytes).numpy(), want,
