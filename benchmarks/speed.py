@@ -114,7 +114,8 @@ def _stage_gmacs(km, cfg, size, detections: int) -> dict:
     depth = cfg.TOP_DOWN_PYRAMID_SIZE
     levels = [tf.TensorSpec([1, h, w, depth], km.rpn.compute_dtype)
               for h, w in compute_backbone_shapes(size, cfg.BACKBONE_STRIDES)]
-    pooled = tf.TensorSpec([cfg.POST_NMS_ROIS_INFERENCE, cfg.POOL_SIZE, cfg.POOL_SIZE, depth], km.box_head.compute_dtype)
+    pooled = tf.TensorSpec([cfg.POST_NMS_ROIS_INFERENCE, cfg.POOL_SIZE, cfg.POOL_SIZE, depth],
+                           km.box_head.compute_dtype)
     masks = tf.TensorSpec([detections, cfg.MASK_POOL_SIZE, cfg.MASK_POOL_SIZE, depth], km.mask_head.compute_dtype)
     return {"backbone": graph_gmacs(lambda x: km.features(x), image),
             "rpn": sum(graph_gmacs(lambda p: km.rpn(p), spec) for spec in levels),

@@ -105,8 +105,8 @@ class Config:
     OPTIMIZER = "sgd"
     # Compile the backbone + FPN with XLA (the rest of the step has data-dependent shapes).
     JIT_COMPILE = False
-    # At float32 inference on a CPU, run the 3x3 convolutions on large maps (the RPN's and the FPN's on P2-P4,
-    # ResNet stages 3-4 at 1024 px) by Winograd's algorithm (mrcnn.winograd): 4x fewer multiplications, the
+    # At float32 inference on a CPU, run the wide 3x3 convolutions on large maps (the RPN's and the FPN's on P2-P4,
+    # ResNet stage 4 at 1024 px) by Winograd's algorithm (mrcnn.winograd): 4x fewer multiplications, the
     # same result up to rounding (about 2e-5 of the largest output). Not used in training, in bfloat16, on
     # GPUs, or in exported SavedModels.
     WINOGRAD = True

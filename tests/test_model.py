@@ -386,7 +386,7 @@ class WinogradConfig(ShapesConfig):
     NAME = "winograd"
     IMAGES_PER_GPU = 1
     IMAGE_MIN_DIM = IMAGE_MAX_DIM = 256  # P2 is 64 x 64
-    TOP_DOWN_PYRAMID_SIZE = 128  # wide enough for Winograd (mrcnn.winograd.suits)
+    TOP_DOWN_PYRAMID_SIZE = RPN_HEAD_DEPTH = 256  # wide enough for Winograd (mrcnn.winograd.suits)
     DETECTION_MIN_CONFIDENCE = 0.0
 
 
@@ -404,8 +404,8 @@ def test_winograd_model_matches_direct_convolutions_and_exports_without_it(tmp_p
     direct.keras_model.set_weights(fast.keras_model.get_weights())
     km = fast.keras_model
     assert km.winograd and not direct.keras_model.winograd
-    assert km.backbone.get_layer("fpn_p2").uses_winograd((1, 64, 64, 128))
-    assert km.rpn.get_layer("rpn_conv_shared").uses_winograd((1, 64, 64, 128))
+    assert km.backbone.get_layer("fpn_p2").uses_winograd((1, 64, 64, 256))
+    assert km.rpn.get_layer("rpn_conv_shared").uses_winograd((1, 64, 64, 256))
 
     image = ShapesDataset.draw_shape(np.full((256, 256, 3), 40, np.uint8), "circle", (120, 100, 50), (200, 10, 10))
     names = ["features", "rpn_class", "rpn_bbox"]

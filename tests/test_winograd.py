@@ -80,13 +80,13 @@ def test_refuses_what_it_cannot_compute():
 
 
 def test_suits_large_wide_float32_maps_only():
-    assert winograd.suits((None, 64, 64, 128), 128, "float32")
+    assert winograd.suits((None, 64, 64, 256), 256, "float32")
     assert winograd.suits((2, 32, 128, 256), 512, "float32")
-    assert not winograd.suits((None, 63, 64, 128), 128, "float32")  # too few pixels
-    assert not winograd.suits((None, 64, 64, 64), 128, "float32")  # too narrow in
-    assert not winograd.suits((None, 64, 64, 128), 64, "float32")  # too narrow out
-    assert not winograd.suits((None, 64, 64, 128), 128, "bfloat16")
-    assert not winograd.suits((None, None, None, 128), 128, "float32")
+    assert not winograd.suits((None, 63, 64, 256), 256, "float32")  # too few pixels
+    assert not winograd.suits((None, 64, 64, 128), 256, "float32")  # too narrow in
+    assert not winograd.suits((None, 64, 64, 256), 128, "float32")  # too narrow out
+    assert not winograd.suits((None, 64, 64, 256), 256, "bfloat16")
+    assert not winograd.suits((None, None, None, 256), 256, "float32")
 
 
 # The layer: inference only, BatchNorm folding, mixed precision, configuration.
@@ -98,21 +98,21 @@ def _op_types(fn, *specs):
 
 def _layer(**kwargs):
     keras.utils.set_random_seed(11)
-    conv = Conv2D(128, 3, padding="same", activation="relu", winograd=True, **kwargs)
-    conv.build((None, 64, 64, 128))
-    conv.bias.assign(np.random.default_rng(12).normal(size=128).astype("float32"))
+    conv = Conv2D(256, 3, padding="same", activation="relu", winograd=True, **kwargs)
+    conv.build((None, 64, 64, 256))
+    conv.bias.assign(np.random.default_rng(12).normal(size=256).astype("float32"))
     return conv
 
 
 def test_layer_runs_inference_by_winograd_and_training_directly():
     conv = _layer()
-    spec = tf.TensorSpec([None, 64, 64, 128])
+    spec = tf.TensorSpec([None, 64, 64, 256])
     assert conv.uses_winograd(spec.shape)
     inference_ops = _op_types(lambda t: conv(t, training=False), spec)
     assert "Conv2D" not in inference_ops and "BatchMatMulV2" in inference_ops
     assert "Conv2D" in _op_types(lambda t: conv(t, training=True), spec)
 
-    x = tf.constant(np.random.default_rng(13).normal(size=(2, 64, 64, 128)).astype("float32"))
+    x = tf.constant(np.random.default_rng(13).normal(size=(2, 64, 64, 256)).astype("float32"))
     want = np.maximum(_direct(x, conv.kernel) + conv.bias.numpy(), 0)
     np.testing.assert_allclose(conv(x, training=False).numpy(), want, atol=1e-4 * np.abs(want).max())
     np.testing.assert_allclose(conv(x, training=True).numpy(), want, rtol=1e-5, atol=1e-5)
@@ -120,32 +120,32 @@ def test_layer_runs_inference_by_winograd_and_training_directly():
 
 def test_layer_keeps_the_direct_convolution_where_winograd_does_not_pay():
     conv = _layer()
-    assert not conv.uses_winograd((None, 32, 32, 128))
-    assert "Conv2D" in _op_types(lambda t: conv(t, training=False), tf.TensorSpec([None, 32, 32, 128]))
-    strided = Conv2D(128, 3, strides=2, padding="same", winograd=True)
-    assert not strided.uses_winograd((None, 64, 64, 128))
+    assert not conv.uses_winograd((None, 32, 32, 256))
+    assert "Conv2D" in _op_types(lambda t: conv(t, training=False), tf.TensorSpec([None, 32, 32, 256]))
+    strided = Conv2D(256, 3, strides=2, padding="same", winograd=True)
+    assert not strided.uses_winograd((None, 64, 64, 256))
     conv.winograd = False
-    assert not conv.uses_winograd((None, 64, 64, 128))
+    assert not conv.uses_winograd((None, 64, 64, 256))
 
 
 def test_layer_config_round_trip():
-    conv = Conv2D(128, 3, padding="same", winograd=True)
+    conv = Conv2D(256, 3, padding="same", winograd=True)
     assert Conv2D.from_config(conv.get_config()).winograd
-    assert not Conv2D(128, 3, padding="same").winograd
+    assert not Conv2D(256, 3, padding="same").winograd
 
 
 def test_folded_batchnorm_by_winograd_matches_conv_then_batchnorm():
     keras.utils.set_random_seed(14)
-    inputs = keras.Input((64, 64, 128))
-    conv = Conv2D(128, 3, padding="same", winograd=True)
+    inputs = keras.Input((64, 64, 256))
+    conv = Conv2D(256, 3, padding="same", winograd=True)
     bn = BatchNorm(epsilon=1e-3)
     model = keras.Model(inputs, conv_bn(inputs, conv, bn))
     rng = np.random.default_rng(15)
-    bn.gamma.assign(rng.uniform(0.5, 2.0, 128).astype("float32"))
-    bn.beta.assign(rng.normal(0, 0.5, 128).astype("float32"))
-    bn.moving_mean.assign(rng.normal(0, 0.5, 128).astype("float32"))
-    bn.moving_variance.assign(rng.uniform(0.2, 3.0, 128).astype("float32"))
-    x = rng.normal(size=(1, 64, 64, 128)).astype("float32")
+    bn.gamma.assign(rng.uniform(0.5, 2.0, 256).astype("float32"))
+    bn.beta.assign(rng.normal(0, 0.5, 256).astype("float32"))
+    bn.moving_mean.assign(rng.normal(0, 0.5, 256).astype("float32"))
+    bn.moving_variance.assign(rng.uniform(0.2, 3.0, 256).astype("float32"))
+    x = rng.normal(size=(1, 64, 64, 256)).astype("float32")
     assert conv.folds(conv.compute_output_shape(x.shape)) and conv.uses_winograd(x.shape)
     y = _direct(x, conv.kernel) + conv.bias.numpy()
     want = (y - bn.moving_mean.numpy()) / np.sqrt(bn.moving_variance.numpy() + 1e-3) * bn.gamma.numpy() \
@@ -157,19 +157,19 @@ def test_mixed_bfloat16_keeps_the_direct_convolution():
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        conv = Conv2D(128, 3, padding="same", winograd=True)
-        conv.build((None, 64, 64, 128))
-        assert not conv.uses_winograd((None, 64, 64, 128))
-        assert "Conv2D" in _op_types(lambda t: conv(t, training=False), tf.TensorSpec([None, 64, 64, 128]))
+        conv = Conv2D(256, 3, padding="same", winograd=True)
+        conv.build((None, 64, 64, 256))
+        assert not conv.uses_winograd((None, 64, 64, 256))
+        assert "Conv2D" in _op_types(lambda t: conv(t, training=False), tf.TensorSpec([None, 64, 64, 256]))
     finally:
         keras.config.set_dtype_policy(policy)
 
 
 def test_set_winograd_reaches_nested_models():
-    inner_in = keras.Input((64, 64, 128))
-    inner = keras.Model(inner_in, Conv2D(128, 3, padding="same", name="inner_conv")(inner_in))
-    outer_in = keras.Input((64, 64, 128))
-    outer = keras.Model(outer_in, Conv2D(128, 3, padding="same", name="outer_conv")(inner(outer_in)))
+    inner_in = keras.Input((64, 64, 256))
+    inner = keras.Model(inner_in, Conv2D(256, 3, padding="same", name="inner_conv")(inner_in))
+    outer_in = keras.Input((64, 64, 256))
+    outer = keras.Model(outer_in, Conv2D(256, 3, padding="same", name="outer_conv")(inner(outer_in)))
     set_winograd(outer, True)
     assert inner.get_layer("inner_conv").winograd and outer.get_layer("outer_conv").winograd
     set_winograd(outer, False)
