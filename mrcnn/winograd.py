@@ -7,7 +7,7 @@ inverse transform ``A^T m A`` turns them back into the 4 x 4 outputs: 36 multipl
 144, 4x fewer. The transforms are additions, run as XLA-compiled functions; the matrix product is oneDNN's.
 
 On the 2-core CPU of ``benchmarks/README.md``, in float32, this runs the RPN's 3x3 convolution on P2 (256 -> 512
-channels) 1.7x faster than TensorFlow's direct convolution and the FPN's 1.7-1.8x; it loses on maps under
+channels) 1.7-1.8x faster than TensorFlow's direct convolution and the FPN's 1.7-2.0x; it loses on maps under
 64 x 64, where the transforms cost more than the multiplications saved, and gains too little on narrow layers
 (see :func:`suits`). The result differs from the direct convolution by rounding only, about 2e-5 of the largest
 output in float32; in bfloat16 the transforms' rounding makes that about 0.1, so only float32 uses it.
@@ -46,7 +46,7 @@ _IN = 6  # inputs per tile side
 
 # Measured on 2 CPU cores in float32: maps under 64 x 64 run faster as direct convolutions; 128-channel layers
 # gain 1.2x on their own but nothing in a whole detect (the light config: 0.043 s either way), where XLA's
-# runtime costs 0.17 GB of memory; 256-channel layers (the FPN, the RPN, ResNet stage 4) gain 1.3-1.8x.
+# runtime costs 0.17 GB of memory; 256-channel layers (the FPN, the RPN, ResNet stage 4) gain 1.3-2.0x.
 MIN_PIXELS = 64 * 64
 MIN_CHANNELS = 256
 # Winograd-domain products per band of tile rows (see conv3x3): small enough to stay out of the peak memory,
@@ -106,9 +106,8 @@ def _transform_input(padded):
 
 def _transform_kernel(kernel):
     """[3, 3, C, K] -> [36, C, K]: ``G g G^T`` for every (input, output) channel pair."""
-    g = tf.constant(_G, kernel.dtype)
-    u = tf.einsum("ai,ijck,bj->abck", g, kernel, g)
-    return tf.reshape(u, (_IN * _IN,) + tuple(kernel.shape[2:]))
+    rows = _combine(_G, [kernel[i] for i in range(3)])  # 6 x [3, C, K]
+    return tf.stack([u for r in rows for u in _combine(_G, [r[j] for j in range(3)])])  # row-major (a, b)
 
 
 def _transform_output(m, th: int, tw: int):

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from mrcnn import winograd
 from mrcnn.layers import BatchNorm, Conv2D, conv_bn, set_winograd
+from tests.test_layers import _op_types
 
 
 def _direct(x, kernel):
@@ -90,10 +91,6 @@ def test_suits_large_wide_float32_maps_only():
 
 
 # The layer: inference only, BatchNorm folding, mixed precision, configuration.
-
-
-def _op_types(fn, *specs):
-    return {op.type for op in tf.function(fn).get_concrete_function(*specs).graph.get_operations()}
 
 
 def _layer(**kwargs):
