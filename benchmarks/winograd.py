@@ -32,9 +32,12 @@ LAYERS = [
     ("RPN on P4 at 1024 px", (1, 64, 64, 256), 512),
     ("ResNet stage 4 at 1024 px", (1, 64, 64, 256), 256),
     ("RPN on P5 at 1024 px", (1, 32, 32, 256), 512),
+    ("ResNet stage 5 at 1024 px", (1, 32, 32, 512), 512),
+    ("ResNet stage 4 at 512 px", (1, 32, 32, 256), 256),
+    ("RPN on P5 at 512 px", (1, 16, 16, 256), 512),
     ("ResNet stage 3 at 1024 px", (1, 128, 128, 128), 128),
     ("ResNet stage 2 at 1024 px", (1, 256, 256, 64), 64),
-    ("mask head, 100 ROIs", (100, 14, 14, 256), 256),
+    ("mask head, 100 ROIs", (100, 14, 14, 256), 256),  # chunks of CHUNK ROIs, the rest direct
 ]
 
 
@@ -58,7 +61,7 @@ def main(argv=None):
     # One traced function each, retraced for every layer's shapes (on purpose: silence TF's retracing warning).
     tf.get_logger().setLevel("ERROR")
     direct = tf.function(lambda t, g: tf.nn.conv2d(t, g, 1, "SAME"))
-    fast = tf.function(winograd.conv3x3)
+    fast = tf.function(lambda t, g: winograd.conv3x3(t, g, chunk=winograd.chunk_for(t.shape)))
     rng = np.random.default_rng(0)
     for name, shape, k in LAYERS:
         x = tf.constant(rng.normal(size=shape).astype("float32"))
@@ -67,7 +70,7 @@ def main(argv=None):
         error = np.abs(fast(x, kernel).numpy() - want).max() / np.abs(want).max()
         t_direct = median_seconds(lambda: direct(x, kernel).numpy(), args.repeats)
         t_fast = median_seconds(lambda: fast(x, kernel).numpy(), args.repeats)
-        used = "yes" if winograd.suits((None,) + shape[1:], k, "float32") else "no"
+        used = "yes" if winograd.suits(shape, k, "float32") else "no"
         print(f"{name:28s} {str(shape):>18s} {k:4d} {t_direct * 1e3:7.1f}ms {t_fast * 1e3:7.1f}ms "
               f"{t_direct / t_fast:7.2f}x {error:10.1e}  {used}", flush=True)
 

@@ -83,7 +83,8 @@ def build_mask_head(pool_size: int, depth: int, num_classes: int, train_bn=False
     pooled = keras.Input(shape=(pool_size, pool_size, depth), name="input_mask_pooled_rois")
     x = pooled
     for i in range(1, 5):
-        x = layers.Conv2D(conv_depth, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
+        # A batch of ROIs: at inference, many of them run by Winograd's algorithm in chunks (mrcnn.winograd).
+        x = Conv2D(conv_depth, 3, padding="same", roi_batch=True, name=f"mrcnn_mask_conv{i}")(x)
         x = BatchNorm(train_bn=train_bn, name=f"mrcnn_mask_bn{i}")(x)
         x = layers.Activation("relu")(x)
     x = layers.Conv2DTranspose(conv_depth, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)

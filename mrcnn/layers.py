@@ -69,13 +69,15 @@ class Conv2D(keras.layers.Conv2D):
     the weights are unchanged: the two layers keep their own variables and names.
 
     With ``winograd=True``, an inference call of a 3x3 stride-1 "same" convolution on a map where it is faster
-    (float32, large maps, wide layers: :func:`mrcnn.winograd.suits`) runs as Winograd F(4x4, 3x3)
-    (:mod:`mrcnn.winograd`); training calls always run the direct convolution.
+    (float32, wide layers, large maps or many small ones: :func:`mrcnn.winograd.suits`) runs as Winograd
+    F(4x4, 3x3) (:mod:`mrcnn.winograd`); training calls always run the direct convolution. ``roi_batch=True``
+    says the batch axis holds ROIs (the mask head's), many of them even when their number is unknown.
     """
 
-    def __init__(self, *args, winograd: bool = False, **kwargs):
+    def __init__(self, *args, winograd: bool = False, roi_batch: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.winograd = bool(winograd)
+        self.roi_batch = bool(roi_batch)
         self._folded_bn = lambda: None  # weak reference to the BatchNorm folded in (not a tracked sublayer)
 
     def covers_input(self, input_shape) -> bool:
@@ -97,7 +99,7 @@ class Conv2D(keras.layers.Conv2D):
         return (self.winograd and tuple(self.kernel_size) == (3, 3) and self.padding == "same"
                 and self.data_format == "channels_last" and self.groups == 1 and tuple(self.strides) == (1, 1)
                 and tuple(self.dilation_rate) == (1, 1)
-                and winograd_lib.suits(input_shape, self.filters, self.compute_dtype))
+                and winograd_lib.suits(input_shape, self.filters, self.compute_dtype, self.roi_batch))
 
     def folds(self, output_shape) -> bool:
         """Whether an inference call with this output shape applies the folded BatchNorm."""
@@ -116,7 +118,7 @@ class Conv2D(keras.layers.Conv2D):
             kernel = kernel * ops.cast(scale, self.compute_dtype)
             bias = offset + bias * scale if bias is not None else offset
         if not training and self.uses_winograd(inputs.shape):
-            outputs = winograd_lib.conv3x3(inputs, kernel)
+            outputs = winograd_lib.conv3x3(inputs, kernel, chunk=winograd_lib.chunk_for(inputs.shape))
         else:
             outputs = self.convolution_op(inputs, kernel)
         if bias is not None:
@@ -126,6 +128,7 @@ class Conv2D(keras.layers.Conv2D):
     def get_config(self):
         config = super().get_config()
         config["winograd"] = self.winograd
+        config["roi_batch"] = self.roi_batch
         return config
 
 

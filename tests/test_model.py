@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from mrcnn import model as modellib
 from mrcnn import weights as weightslib
+from mrcnn import winograd
 from mrcnn.config import Config
 from samples.shapes import ShapesConfig, ShapesDataset
 from tests.h5_layout import layout_totals, matterport_layout, weighted_groups, write_matterport_h5
@@ -386,7 +387,7 @@ class WinogradConfig(ShapesConfig):
     NAME = "winograd"
     IMAGES_PER_GPU = 1
     IMAGE_MIN_DIM = IMAGE_MAX_DIM = 256  # P2 is 64 x 64
-    TOP_DOWN_PYRAMID_SIZE = RPN_HEAD_DEPTH = 256  # wide enough for Winograd (mrcnn.winograd.suits)
+    TOP_DOWN_PYRAMID_SIZE = RPN_HEAD_DEPTH = MASK_HEAD_DEPTH = 256  # wide enough for Winograd (winograd.suits)
     DETECTION_MIN_CONFIDENCE = 0.0
 
 
@@ -414,6 +415,13 @@ def test_winograd_model_matches_direct_convolutions_and_exports_without_it(tmp_p
         np.testing.assert_allclose(a, b, atol=1e-4 * np.abs(b).max())
     for name in names[1:]:
         np.testing.assert_allclose(got[name], want[name], atol=1e-4 * np.abs(want[name]).max())
+    # The mask head on a batch of ROIs known at run time only: a chunk by Winograd, the rest direct.
+    assert km.mask_head.get_layer("mrcnn_mask_conv1").uses_winograd((None, 14, 14, 256))
+    pooled = tf.constant(np.random.default_rng(22).normal(size=(winograd.CHUNK + 5, 14, 14, 256)), tf.float32)
+    masks = [tf.function(lambda t, m=m: m.mask_head(t, training=False),
+                         input_signature=[tf.TensorSpec([None, 14, 14, 256])])(pooled).numpy()
+             for m in (km, direct.keras_model)]
+    np.testing.assert_allclose(masks[0], masks[1], atol=1e-4 * np.abs(masks[1]).max())
 
     # The inference graph calls the XLA-compiled transforms; the exported one has none, and serves the same
     # outputs as the direct convolutions.

@@ -72,6 +72,46 @@ def test_any_batch_size_in_a_traced_function():
         np.testing.assert_allclose(fn(x).numpy(), _direct(x, kernel), atol=1e-4 * 12)
 
 
+@pytest.mark.parametrize("batch", [0, 1, 4, 5, 7])
+def test_chunks_of_a_batch_known_only_at_run_time(batch):
+    # Chunks of 2 images by Winograd, the odd one (if any) by the direct convolution: 7 images are 3 chunks
+    # and 1 left over; 0 images give an empty result.
+    rng = np.random.default_rng(batch)
+    kernel = tf.constant(rng.normal(size=(3, 3, 4, 6)).astype("float32"))
+    fn = tf.function(lambda t: winograd.conv3x3(t, kernel, chunk=2),
+                     input_signature=[tf.TensorSpec([None, 9, 7, 4])])
+    x = tf.constant(rng.normal(size=(batch, 9, 7, 4)).astype("float32"))
+    got = fn(x).numpy()
+    assert got.shape == (batch, 9, 7, 6)
+    if batch:  # (TensorFlow's own convolution of an empty batch returns the input's shape)
+        np.testing.assert_allclose(got, _direct(x, kernel), atol=1e-4 * 20)
+
+
+def test_chunks_run_by_winograd():
+    # The traced graph: the loop over chunks has the 36 matrix products and no convolution; the direct
+    # convolution is only in the branch for the images left over.
+    fn = tf.function(lambda t: winograd.conv3x3(t, tf.ones((3, 3, 4, 6)), chunk=2))
+    graph = fn.get_concrete_function(tf.TensorSpec([None, 9, 7, 4])).graph.as_graph_def()
+    functions = {f.signature.name: f for f in graph.library.function}
+
+    def op_types(name, seen=()):  # a function's ops, with the functions it calls
+        types = set()
+        for node in functions[name].node_def:
+            types.add(node.op)
+            for value in node.attr.values():
+                if value.func.name in functions and value.func.name not in seen:
+                    types |= op_types(value.func.name, seen + (name,))
+        return types
+
+    loops = [n for n in graph.node if n.op in ("While", "StatelessWhile")]
+    assert len(loops) == 1
+    body = op_types(loops[0].attr["body"].func.name)
+    assert sum(1 for n in functions[loops[0].attr["body"].func.name].node_def if n.op == "MatMul") == 36
+    assert "Conv2D" not in body
+    branches = [n for n in graph.node if n.op in ("If", "StatelessIf")]
+    assert len(branches) == 1 and "Conv2D" in op_types(branches[0].attr["then_branch"].func.name)
+
+
 def test_refuses_what_it_cannot_compute():
     with pytest.raises(ValueError, match="3x3 kernel"):
         winograd.conv3x3(tf.ones((1, 8, 8, 2)), tf.ones((5, 5, 2, 2)))
@@ -88,6 +128,14 @@ def test_suits_large_wide_float32_maps_only():
     assert not winograd.suits((None, 64, 64, 256), 128, "float32")  # too narrow out
     assert not winograd.suits((None, 64, 64, 256), 256, "bfloat16")
     assert not winograd.suits((None, None, None, 256), 256, "float32")
+    # Batches of small maps (the mask head's ROIs): by chunks of CHUNK, if a chunk makes MIN_PIXELS.
+    assert winograd.suits((None, 14, 14, 256), 256, "float32", roi_batch=True)
+    assert not winograd.suits((None, 14, 14, 256), 256, "float32")  # may be one image
+    assert winograd.chunk_for((None, 14, 14, 256)) == winograd.CHUNK
+    assert winograd.chunk_for((None, 64, 64, 256)) is None
+    assert winograd.suits((winograd.CHUNK, 14, 14, 256), 256, "float32")
+    assert not winograd.suits((winograd.CHUNK - 1, 14, 14, 256), 256, "float32")  # not one chunk
+    assert not winograd.suits((None, 11, 11, 256), 256, "float32", roi_batch=True)  # 121 x 32 < 64 x 64
 
 
 # The layer: inference only, BatchNorm folding, mixed precision, configuration.
@@ -106,7 +154,7 @@ def test_layer_runs_inference_by_winograd_and_training_directly():
     spec = tf.TensorSpec([None, 64, 64, 256])
     assert conv.uses_winograd(spec.shape)
     inference_ops = _op_types(lambda t: conv(t, training=False), spec)
-    assert "Conv2D" not in inference_ops and "BatchMatMulV2" in inference_ops
+    assert "Conv2D" not in inference_ops and "MatMul" in inference_ops
     assert "Conv2D" in _op_types(lambda t: conv(t, training=True), spec)
 
     x = tf.constant(np.random.default_rng(13).normal(size=(2, 64, 64, 256)).astype("float32"))
@@ -125,10 +173,22 @@ def test_layer_keeps_the_direct_convolution_where_winograd_does_not_pay():
     assert not conv.uses_winograd((None, 64, 64, 256))
 
 
+def test_layer_on_a_batch_of_rois_runs_chunks():
+    keras.utils.set_random_seed(16)
+    conv = Conv2D(256, 3, padding="same", winograd=True, roi_batch=True)
+    conv.build((None, 14, 14, 256))
+    assert conv.uses_winograd((None, 14, 14, 256)) and not _layer().uses_winograd((None, 14, 14, 256))
+    fn = tf.function(lambda t: conv(t, training=False), input_signature=[tf.TensorSpec([None, 14, 14, 256])])
+    x = tf.constant(np.random.default_rng(17).normal(size=(winograd.CHUNK + 3, 14, 14, 256)).astype("float32"))
+    want = _direct(x, conv.kernel)
+    np.testing.assert_allclose(fn(x).numpy(), want, atol=1e-4 * np.abs(want).max())
+
+
 def test_layer_config_round_trip():
-    conv = Conv2D(256, 3, padding="same", winograd=True)
-    assert Conv2D.from_config(conv.get_config()).winograd
-    assert not Conv2D(256, 3, padding="same").winograd
+    conv = Conv2D(256, 3, padding="same", winograd=True, roi_batch=True)
+    copy = Conv2D.from_config(conv.get_config())
+    assert copy.winograd and copy.roi_batch
+    assert not Conv2D(256, 3, padding="same").winograd and not Conv2D(256, 3, padding="same").roi_batch
 
 
 def test_folded_batchnorm_by_winograd_matches_conv_then_batchnorm():
