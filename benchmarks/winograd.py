@@ -61,7 +61,8 @@ def main(argv=None):
     # One traced function each, retraced for every layer's shapes (on purpose: silence TF's retracing warning).
     tf.get_logger().setLevel("ERROR")
     direct = tf.function(lambda t, g: tf.nn.conv2d(t, g, 1, "SAME"))
-    fast = tf.function(lambda t, g: winograd.conv3x3(t, g, chunk=winograd.chunk_for(t.shape)))
+    # A batch of ROIs runs in chunks, as the mask head's layers run it; a single map in one call.
+    fast = tf.function(lambda t, g: winograd.conv3x3(t, g, chunk=winograd.chunk_for(t.shape) if len(t) > 1 else None))
     rng = np.random.default_rng(0)
     for name, shape, k in LAYERS:
         x = tf.constant(rng.normal(size=shape).astype("float32"))

@@ -118,9 +118,11 @@ class Conv2D(keras.layers.Conv2D):
             kernel = kernel * ops.cast(scale, self.compute_dtype)
             bias = offset + bias * scale if bias is not None else offset
         if not training and self.uses_winograd(inputs.shape):
-            outputs = winograd_lib.conv3x3(inputs, kernel, chunk=winograd_lib.chunk_for(inputs.shape))
-        else:
-            outputs = self.convolution_op(inputs, kernel)
+            # Bias and ReLU in the output transform's pass (others after it).
+            relu = self.activation is keras.activations.relu
+            outputs = winograd_lib.conv3x3(inputs, kernel, bias, relu, chunk=winograd_lib.chunk_for(inputs.shape))
+            return outputs if relu or self.activation is None else self.activation(outputs)
+        outputs = self.convolution_op(inputs, kernel)
         if bias is not None:
             outputs = outputs + ops.cast(bias, outputs.dtype)
         return self.activation(outputs) if self.activation is not None else outputs

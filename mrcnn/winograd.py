@@ -137,8 +137,9 @@ def _transform_kernel(kernel):
     return tuple(u for r in rows for u in _combine(_G, [r[j] for j in range(3)]))
 
 
-def _transform_output(*m, th: int, tw: int):
-    """36 x [N * th * tw, K] -> [N, 4 th, 4 tw, K]: ``A^T m A`` of every tile, tiles put back in place."""
+def _transform_output(bias, *m, th: int, tw: int, relu: bool):
+    """36 x [N * th * tw, K] -> [N, 4 th, 4 tw, K]: ``A^T m A`` of every tile, tiles put back in place, plus
+    ``bias`` [K] and then ReLU if ``relu`` (in the same pass)."""
     k = m[0].shape[-1]
     h, w = _OUT * th, _OUT * tw
     m = [tf.reshape(u, (-1, th, tw, k)) for u in m]
@@ -146,8 +147,8 @@ def _transform_output(*m, th: int, tw: int):
     rows = [_combine(_AT, [m[_IN * i + j] for i in range(_IN)]) for j in range(_IN)]  # [j][a]
     # Output (4 t + a, 4 s + b) is row a, column b of tile (t, s): stack to [N, th, 4, tw, 4, K], then merge.
     y = tf.stack([tf.stack(_combine(_AT, [rows[j][a] for j in range(_IN)]), axis=3) for a in range(_OUT)],
-                 axis=2)
-    return tf.reshape(y, (-1, h, w, k))
+                 axis=2) + bias
+    return tf.reshape(tf.nn.relu(y) if relu else y, (-1, h, w, k))
 
 
 _COMPILED = {}
@@ -163,8 +164,9 @@ def _xla(fn, *xs, **static):
     return _COMPILED[key](*xs)
 
 
-def conv3x3(x, kernel, band_bytes: int = BAND_BYTES, chunk: int | None = None):
-    """``tf.nn.conv2d(x, kernel, 1, "SAME")`` by Winograd F(4x4, 3x3).
+def conv3x3(x, kernel, bias=None, relu: bool = False, band_bytes: int = BAND_BYTES, chunk: int | None = None):
+    """``tf.nn.conv2d(x, kernel, 1, "SAME")`` by Winograd F(4x4, 3x3), plus ``bias`` and ReLU if asked (added
+    by the output transform, which saves a pass over the output).
 
     The map is computed in bands of tile rows, one after the other, each band's products (36 values per tile
     and output channel) about ``band_bytes`` for one image (at least one tile row). The whole map's would be
@@ -178,6 +180,8 @@ def conv3x3(x, kernel, band_bytes: int = BAND_BYTES, chunk: int | None = None):
     Args:
         x: [N, H, W, C] float32; H and W static (any size: the last tiles are padded).
         kernel: [3, 3, C, K] float32 (a tensor or a variable).
+        bias: [K] float32, or None.
+        relu: whether to apply ReLU (after the bias).
         band_bytes: about the most bytes of products per band and image.
         chunk: images per call, or None for the whole batch in one (N may still be unknown; each new N then
             compiles its own functions).
@@ -191,13 +195,14 @@ def conv3x3(x, kernel, band_bytes: int = BAND_BYTES, chunk: int | None = None):
         raise ValueError(f"conv3x3 needs a static height and width and a 3x3 kernel, got input {x.shape} and "
                          f"kernel {kernel.shape}")
     u = _xla(_transform_kernel, kernel)  # 36 x [C, K]
+    bias = tf.zeros(kernel.shape[-1:], x.dtype) if bias is None else tf.convert_to_tensor(bias, x.dtype)
     if chunk is None:
-        return _conv_bands(x, u, band_bytes)
-    return _conv_chunks(x, kernel, u, int(chunk), band_bytes)
+        return _conv_bands(x, u, bias, relu, band_bytes)
+    return _conv_chunks(x, kernel, u, bias, relu, int(chunk), band_bytes)
 
 
-def _conv_bands(x, u, band_bytes: int):
-    """The convolution of ``x`` with the transformed kernel ``u``, in bands of tile rows."""
+def _conv_bands(x, u, bias, relu: bool, band_bytes: int):
+    """The convolution of ``x`` with the transformed kernel ``u`` (plus bias, ReLU), in bands of tile rows."""
     h, w = x.shape[1], x.shape[2]
     th, tw, k = _tiles(h), _tiles(w), int(u[0].shape[-1])
     # Bands of equal height (one compiled shape), as many as make about band_bytes each: the last one may reach
@@ -216,26 +221,28 @@ def _conv_bands(x, u, band_bytes: int):
         v = _xla(_transform_input_columns, *rows)  # 36 x [N * tiles, C]
         # 36 products [tiles, C] x [C, K]; as separate matrices they ran as fast as one batched product.
         m = [tf.matmul(a, b) for a, b in zip(v, u)]
-        outputs.append(_xla(_transform_output, *m, th=band, tw=tw))  # [N, 4 band, 4 tw, K]
+        outputs.append(_xla(_transform_output, bias, *m, th=band, tw=tw, relu=relu))  # [N, 4 band, 4 tw, K]
     y = tf.concat(outputs, axis=1) if bands > 1 else outputs[0]
     return y[:, :h, :w]
 
 
-def _conv_chunks(x, kernel, u, chunk: int, band_bytes: int):
-    """The convolution of ``x``, ``chunk`` images per Winograd call, the remainder direct."""
+def _conv_chunks(x, kernel, u, bias, relu: bool, chunk: int, band_bytes: int):
+    """The convolution of ``x``, ``chunk`` images per Winograd call, the remainder direct; the results are
+    gathered in a TensorArray and copied into one tensor once."""
     _, h, w, c = x.shape
     k = int(kernel.shape[-1])
     n = tf.shape(x)[0]
-    whole = n // chunk * chunk
+    count = n // chunk
 
-    def one_chunk(xs):
-        return _conv_bands(tf.ensure_shape(xs, (chunk, h, w, c)), u, band_bytes)
+    def step(i, results):
+        xs = tf.ensure_shape(x[i * chunk:(i + 1) * chunk], (chunk, h, w, c))
+        return i + 1, results.write(i, _conv_bands(xs, u, bias, relu, band_bytes))
 
-    chunks = tf.reshape(x[:whole], (-1, chunk, h, w, c))
-    main = tf.map_fn(one_chunk, chunks, parallel_iterations=1,
-                     fn_output_signature=tf.TensorSpec((chunk, h, w, k), x.dtype))
-    main = tf.reshape(main, (-1, h, w, k))
-    # The rest, if any (some CPU convolution kernels fail on an empty batch).
-    rest = tf.cond(whole < n, lambda: tf.nn.conv2d(x[whole:], kernel, 1, "SAME"),
-                   lambda: tf.zeros((0, h, w, k), x.dtype))
-    return tf.concat([main, rest], axis=0)
+    def direct():  # the rest, if any (some CPU convolution kernels fail on an empty batch)
+        y = tf.nn.conv2d(x[count * chunk:], kernel, 1, "SAME") + bias
+        return tf.nn.relu(y) if relu else y
+
+    results = tf.TensorArray(x.dtype, size=count + 1, infer_shape=False, element_shape=(None, h, w, k))
+    _, results = tf.while_loop(lambda i, _: i < count, step, (0, results), parallel_iterations=1)
+    rest = tf.cond(count * chunk < n, direct, lambda: tf.zeros((0, h, w, k), x.dtype))
+    return tf.ensure_shape(results.write(count, rest).concat(), (None, h, w, k))

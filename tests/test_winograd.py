@@ -51,6 +51,21 @@ def test_matches_the_direct_convolution(shape, filters):
     np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_bias_and_relu_in_the_output_transform(chunk):
+    # Chunks of 2 for 5 images: the odd one out (direct) gets the same bias and ReLU.
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.normal(size=(5, 10, 11, 3)).astype("float32"))
+    kernel = tf.constant(rng.normal(size=(3, 3, 3, 4)).astype("float32"))
+    bias = np.array([-1.0, 0.0, 0.5, 2.0], "float32")
+    linear = _direct(x, kernel) + bias
+    atol = 1e-4 * np.abs(linear).max()
+    np.testing.assert_allclose(winograd.conv3x3(x, kernel, bias, chunk=chunk).numpy(), linear, atol=atol)
+    got = winograd.conv3x3(x, kernel, bias, relu=True, chunk=chunk).numpy()
+    np.testing.assert_allclose(got, np.maximum(linear, 0), atol=atol)
+    assert (got >= 0).all() and (got == 0).mean() > 0.2
+
+
 @pytest.mark.parametrize("band_bytes", [1, 36 * 3 * 6 * 4 * 2])  # one tile row per band; two rows
 def test_bands_of_tile_rows_give_the_whole_map(band_bytes):
     # 17 rows are 5 tile rows (the last one mostly padding): 5 bands of 1 tile row, or 3 bands of 2, the last
@@ -155,6 +170,7 @@ def test_layer_runs_inference_by_winograd_and_training_directly():
     assert conv.uses_winograd(spec.shape)
     inference_ops = _op_types(lambda t: conv(t, training=False), spec)
     assert "Conv2D" not in inference_ops and "MatMul" in inference_ops
+    assert "Relu" not in inference_ops  # applied by the compiled output transform, with the bias
     assert "Conv2D" in _op_types(lambda t: conv(t, training=True), spec)
 
     x = tf.constant(np.random.default_rng(13).normal(size=(2, 64, 64, 256)).astype("float32"))
