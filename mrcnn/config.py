@@ -106,9 +106,9 @@ class Config:
     # Compile the backbone + FPN with XLA (the rest of the step has data-dependent shapes).
     JIT_COMPILE = False
     # At float32 inference on a CPU, run the wide 3x3 convolutions on large maps (the RPN's and the FPN's on P2-P4,
-    # ResNet stage 4 at 1024 px) by Winograd's algorithm (mrcnn.winograd): 4x fewer multiplications, the
-    # same result up to rounding (about 2e-5 of the largest output). Not used in training, in bfloat16, on
-    # GPUs, or in exported SavedModels.
+    # ResNet stage 4 at 1024 px) and the mask head's (32 ROIs at a time) by Winograd's algorithm
+    # (mrcnn.winograd): 4x fewer multiplications, the same result up to rounding (about 2e-5 of the largest
+    # output). Not used in training, in bfloat16, on GPUs, or in exported SavedModels.
     WINOGRAD = True
     # Add the ground-truth boxes to the proposals the heads are trained on (as detectron2 does):
     # gives the heads positives from the first step, which matters when training from scratch.

@@ -7,8 +7,8 @@ inverse transform ``A^T m A`` turns them back into the 4 x 4 outputs: 36 multipl
 144, 4x fewer. The transforms are additions, run as XLA-compiled functions; the matrix product is oneDNN's.
 
 On the 2-core CPU of ``benchmarks/README.md``, in float32, this runs the RPN's 3x3 convolution on P2 (256 -> 512
-channels) 1.9x faster than TensorFlow's direct convolution and the FPN's 2.1x, and the mask head's (100 ROIs of
-14 x 14, in chunks of 32) 1.35x; it loses on single maps under 64 x 64, where the transforms cost more than the
+channels) 1.9-2.2x faster than TensorFlow's direct convolution, the FPN's 1.8-2.4x, and the mask head's (100 ROIs
+of 14 x 14, in chunks of 32) 1.26-1.35x; it loses on single maps under 64 x 64, where the transforms cost more than the
 multiplications saved, and gains too little on narrow layers (see :func:`suits`). The result differs from the
 direct convolution by rounding only, about 2e-5 of the largest output in float32; in bfloat16 the transforms'
 rounding makes that about 0.1, so only float32 uses it.
@@ -51,8 +51,8 @@ _IN = 6  # inputs per tile side
 MIN_PIXELS = 64 * 64
 MIN_CHANNELS = 256
 # A batch of small maps (the mask head's 14 x 14 ROIs, their number known only at run time) runs CHUNK maps per
-# call, the remainder by the direct convolution: 100 ROIs of 14 x 14 x 256 gained 1.35x in chunks of 32, 1.06x
-# in chunks of 16, and lost under 8.
+# call, the remainder by the direct convolution: one call on 32 ROIs of 14 x 14 x 256 gained 1.35x, on 16 1.06x,
+# and lost on 8 or fewer.
 CHUNK = 32
 # Winograd-domain products per band of tile rows (see conv3x3): small enough to stay out of the peak memory,
 # large enough for full-speed matrix products.
