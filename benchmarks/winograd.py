@@ -1,7 +1,7 @@
 """One 3x3 convolution, direct (TensorFlow / oneDNN) vs Winograd F(4x4, 3x3) (mrcnn.winograd), in float32:
 median time, and the largest difference relative to the largest output.
 
-    python benchmarks/winograd.py               # the layers of ResNet-50-FPN at 1024 px (RPN, FPN, ResNet)
+    python benchmarks/winograd.py               # ResNet-50-FPN's 3x3 layers (RPN, FPN, ResNet, mask head)
     python benchmarks/winograd.py --repeats 20
 
 Each row says whether :func:`mrcnn.winograd.suits` picks Winograd for that layer.
@@ -23,7 +23,7 @@ import tensorflow as tf  # noqa: E402
 
 from mrcnn import winograd  # noqa: E402
 
-# (name, [N, H, W, C], K): ResNet-50-FPN layers at 1024 px.
+# (name, [N, H, W, C], K): ResNet-50-FPN's 3x3 layers at 1024 and 512 px, and the mask head's.
 LAYERS = [
     ("RPN on P2 at 1024 px", (1, 256, 256, 256), 512),
     ("RPN on P2 at 512 px", (1, 128, 128, 256), 512),
@@ -62,7 +62,8 @@ def main(argv=None):
     tf.get_logger().setLevel("ERROR")
     direct = tf.function(lambda t, g: tf.nn.conv2d(t, g, 1, "SAME"))
     # A batch of ROIs runs in chunks, as the mask head's layers run it; a single map in one call.
-    fast = tf.function(lambda t, g: winograd.conv3x3(t, g, chunk=winograd.chunk_for(t.shape) if len(t) > 1 else None))
+    fast = tf.function(lambda t, g: winograd.conv3x3(t, g, chunk=winograd.chunk_for(t.shape) if t.shape[0] > 1
+                                                     else None))
     rng = np.random.default_rng(0)
     for name, shape, k in LAYERS:
         x = tf.constant(rng.normal(size=shape).astype("float32"))

@@ -118,7 +118,7 @@ class Conv2D(keras.layers.Conv2D):
             kernel = kernel * ops.cast(scale, self.compute_dtype)
             bias = offset + bias * scale if bias is not None else offset
         if not training and self.uses_winograd(inputs.shape):
-            # Bias and ReLU in the output transform's pass (others after it).
+            # Bias and ReLU in the output transform's pass (another activation after it).
             relu = self.activation is keras.activations.relu
             outputs = winograd_lib.conv3x3(inputs, kernel, bias, relu, chunk=winograd_lib.chunk_for(inputs.shape))
             return outputs if relu or self.activation is None else self.activation(outputs)
