@@ -5,6 +5,7 @@ torchvision's ``maskrcnn_resnet50_fpn`` at the same size and thread count, its r
                                                     # IMAGE_RESIZE_MODE fit), and the light config, each in
                                                     # float32 and in mixed bfloat16
     python benchmarks/speed.py --configs light --precision float32 --repeats 10
+    python benchmarks/speed.py --configs lesion     # the ResNet-101 config lesion/train.py fine-tunes
     python benchmarks/speed.py --configs resnet50@1024 --precision float32 --winograd on off
     python benchmarks/speed.py --throughput 50     # folder throughput of lesion/detect.py's pipeline
     python benchmarks/speed.py --training 30       # training steps/s: real input pipeline vs a cached batch
@@ -54,15 +55,17 @@ class BenchConfig(Config):
 
 
 def make_config(name: str, precision: str = "float32", image_shape=(767, 1022), winograd: bool = True) -> Config:
-    """"light", "resnet50@SIZE" (square, matterport's default mode), "resnet50@SIZE-fit" (IMAGE_RESIZE_MODE
-    "fit": the same scale, padded to multiples of 64 only: the pixels torchvision works on) or
+    """"light" and "lesion" (lesion.config's), "resnet50@SIZE" (square, matterport's default mode),
+    "resnet50@SIZE-fit" (IMAGE_RESIZE_MODE "fit": the same scale, padded to multiples of 64 only: the pixels torchvision works on) or
     "resnet50@SIZE-pad64" (the image scaled up so its long side is about SIZE, padded to multiples of 64;
     "pad64" never scales down, so SIZE must be at least the image's long side)."""
-    if name == "light":
+    if name in ("light", "lesion"):
+        # The application's configs: the bundled light model's, and the one lesion/train.py fine-tunes from the
+        # COCO weights (ResNet-101 at 1024 px, 500 proposals, at most 10 detections).
         from lesion.config import make_config as lesion_config
 
-        return lesion_config(light=True, classes="lesion", IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=0.0,
-                             MIXED_PRECISION=precision, WINOGRAD=winograd)
+        return lesion_config(light=name == "light", classes="lesion", IMAGES_PER_GPU=1,
+                             DETECTION_MIN_CONFIDENCE=0.0, MIXED_PRECISION=precision, WINOGRAD=winograd)
     size, _, mode = name.split("@")[1].partition("-")
     size = int(size)
     cfg = BenchConfig()
