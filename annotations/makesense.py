@@ -877,12 +877,6 @@ def convert(
     return coco
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_coco(coco: Mapping[str, Any], path: str | os.PathLike) -> None:
     """Writes a COCO dict as JSON atomically: a temporary file in the same folder, then ``os.replace``.
 
@@ -892,13 +886,10 @@ def write_coco(coco: Mapping[str, Any], path: str | os.PathLike) -> None:
         coco: the COCO dict (e.g. from :func:`convert`).
         path: destination file.
     """
-    path = os.fspath(path)
-    mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o666 & ~_umask()
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(coco, f, separators=(",", ":"), allow_nan=False)
             f.write("\n")
-        os.chmod(tmp, mode)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 
 A crash or an exception mid-write never leaves a partial file under the final name, and an earlier file of that
 name stays as it was. Used for checkpoints, caches and every output the command-line tools write.
+
+The file gets the permissions a plain ``open(path, "w")`` would give it: those of the file it replaces, else
+0o666 less the process umask (the temporary file itself is created private, 0o600).
 """
 
 from __future__ import annotations
@@ -13,6 +16,27 @@ import tempfile
 from typing import Iterator
 
 __all__ = ["atomic_path", "write_bytes_atomic"]
+
+
+def _read_umask() -> int:
+    """The process umask, without changing it where the system reports it (Linux: /proc/self/status), since
+    setting it to read it races with other threads creating files."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _final_mode(filepath: str) -> int:
+    """Permission bits for a new version of ``filepath``: the old file's, else 0o666 less the umask."""
+    try:
+        return os.stat(filepath).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_read_umask()
 
 
 def _fsync_dir(directory: str) -> None:
@@ -42,6 +66,7 @@ def atomic_path(filepath: str | os.PathLike, fsync: bool = True) -> Iterator[str
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, _final_mode(filepath))
         if fsync:
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from PIL import Image
 
 from lesion import detect, inference
+from mrcnn import atomic
 from tests.tiny_lesion_model import TINY_ARGS, save_tiny_model
 
 # pycocotools' decode on NumPy 2 warns about its own __array__; not this project's code.
@@ -189,6 +191,26 @@ def test_atomic_write_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeyp
         inference.write_image_atomic(target, np.zeros((4, 5), np.uint8))
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["a_segmentation.png"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_atomic_outputs_get_the_permissions_of_a_plain_write(tmp_path):
+    # The temporary file is created 0o600; the result must be what open(path, "w") gives: 0o666 less the umask
+    # for a new file, the old file's bits when it replaces one.
+    old = os.umask(0o027)
+    try:
+        new_png = tmp_path / "a_segmentation.png"
+        inference.write_image_atomic(new_png, np.zeros((4, 5), np.uint8))
+        new_csv = Path(atomic.write_bytes_atomic(tmp_path / "summary.csv", b"a,b\n"))
+        plain = tmp_path / "plain.txt"
+        plain.write_bytes(b"x")
+        assert stat.S_IMODE(new_png.stat().st_mode) == 0o640
+        assert stat.S_IMODE(new_csv.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o640
+        new_csv.chmod(0o604)
+        atomic.write_bytes_atomic(new_csv, b"c,d\n")
+        assert stat.S_IMODE(new_csv.stat().st_mode) == 0o604 and new_csv.read_bytes() == b"c,d\n"
+    finally:
+        os.umask(old)
 
 
 def test_missing_default_weights_says_how_to_get_them(tmp_path, monkeypatch, capsys):
