@@ -42,6 +42,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from mrcnn.atomic import atomic_path
+
 __all__ = [
     "CLASS_NAMES",
     "JACCARD_THRESHOLD",
@@ -320,17 +322,15 @@ def write_per_image_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLi
 
     Args:
         rows: per-image dicts.
-        path: output file; its parent folder is created when missing.
+        path: output file; its parent folder is created when missing. The write is atomic: a failure leaves an
+            earlier file of that name as it was.
     """
     fields: list[str] = []
     for row in rows:
         for key in row:
             if key not in fields:
                 fields.append(key)
-    parent = os.path.dirname(os.fspath(path))
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    with atomic_path(path, fsync=False) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, restval="")
         writer.writeheader()
         for row in rows:

@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
 import numpy as np  # noqa: E402
 
 from lesion.metrics import CLASS_NAMES, JACCARD_THRESHOLD  # noqa: E402
+from mrcnn.atomic import atomic_path  # noqa: E402
 
 __all__ = [
     "plot_score_boxplot",
@@ -37,13 +38,12 @@ _DPI = 120
 
 
 def _save(fig: "plt.Figure", path: str | os.PathLike) -> str:
-    """Writes ``fig`` as a PNG to ``path`` (parent folder created), closes it and returns the path."""
+    """Writes ``fig`` as a PNG to ``path`` atomically (parent folder created; a failed write leaves an earlier
+    file as it was), closes it and returns the path."""
     path = os.fspath(path)
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
     try:
-        fig.savefig(path, dpi=_DPI, format="png", bbox_inches="tight")
+        with atomic_path(path, fsync=False) as tmp:
+            fig.savefig(tmp, dpi=_DPI, format="png", bbox_inches="tight")
     finally:
         plt.close(fig)
     return path

@@ -336,3 +336,41 @@ def test_plots_close_their_figures(tmp_path):
     before = len(plt.get_fignums())
     plot_roc_curves(_Y, _PROBS, tmp_path / "roc.png")
     assert len(plt.get_fignums()) == before
+
+
+class _Unprintable:
+    def __str__(self):
+        raise ValueError("cannot be written")
+
+
+def test_per_image_csv_is_written_atomically(tmp_path):
+    path = tmp_path / "per_image.csv"
+    write_per_image_csv([{"image_id": "a", "jaccard": 0.5}], path)
+    earlier = path.read_bytes()
+    # The second row fails half-way through the file: the earlier file stays, and no temporary file is left.
+    with pytest.raises(ValueError, match="cannot be written"):
+        write_per_image_csv([{"image_id": "b", "jaccard": 0.25}, {"image_id": _Unprintable()}], path)
+    assert path.read_bytes() == earlier
+    assert [p.name for p in tmp_path.iterdir()] == ["per_image.csv"]
+
+
+def test_figure_is_written_atomically(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from lesion import plots
+
+    path = tmp_path / "figures" / "confusion.png"
+    assert plots.plot_confusion_matrix(np.array([[3, 1, 0], [0, 2, 1], [1, 0, 4]]), path) == str(path)
+    earlier = path.read_bytes()
+    assert earlier[:8] == b"\x89PNG\r\n\x1a\n"
+
+    def broken_savefig(self, fname, **kwargs):
+        with open(fname, "wb") as f:
+            f.write(b"\x89PNG half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", broken_savefig)
+    with pytest.raises(OSError, match="disk full"):
+        plots.plot_confusion_matrix(np.eye(3, dtype=int), path)
+    assert path.read_bytes() == earlier
+    assert [p.name for p in path.parent.iterdir()] == ["confusion.png"]
