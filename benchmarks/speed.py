@@ -56,9 +56,9 @@ class BenchConfig(Config):
 
 def make_config(name: str, precision: str = "float32", image_shape=(767, 1022), winograd: bool = True) -> Config:
     """"light" and "lesion" (lesion.config's), "resnet50@SIZE" (square, matterport's default mode),
-    "resnet50@SIZE-fit" (IMAGE_RESIZE_MODE "fit": the same scale, padded to multiples of 64 only: the pixels torchvision works on) or
-    "resnet50@SIZE-pad64" (the image scaled up so its long side is about SIZE, padded to multiples of 64;
-    "pad64" never scales down, so SIZE must be at least the image's long side)."""
+    "resnet50@SIZE-fit" (IMAGE_RESIZE_MODE "fit": the same scale, padded to multiples of 64 only: the pixels
+    torchvision works on) or "resnet50@SIZE-pad64" (the image scaled up so its long side is about SIZE, padded to
+    multiples of 64; "pad64" never scales down, so SIZE must be at least the image's long side)."""
     if name in ("light", "lesion"):
         # The application's configs: the bundled light model's, and the one lesion/train.py fine-tunes from the
         # COCO weights (ResNet-101 at 1024 px, 500 proposals, at most 10 detections).
