@@ -52,17 +52,18 @@ def _fsync_dir(directory: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(filepath: str | os.PathLike, fsync: bool = True) -> Iterator[str]:
+def atomic_path(filepath: str | os.PathLike, fsync: bool = True, suffix: str = ".tmp") -> Iterator[str]:
     """Yield a temporary path next to ``filepath``; move it onto ``filepath`` only if the body succeeds.
 
     Args:
         filepath: the destination; missing folders are created.
         fsync: flush the file and the rename to disk (checkpoints); off for caches.
+        suffix: the temporary file's extension, for writers that insist on one (Keras: ".keras").
     """
     filepath = os.fspath(filepath)
     directory = os.path.dirname(os.path.abspath(filepath))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(filepath)}.", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(filepath)}.", suffix=suffix, dir=directory)
     os.close(fd)
     try:
         yield tmp

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import utils
+from .atomic import atomic_path
 from .data import (MaskRCNNSequence, compose_image_meta, data_generator, load_image_gt, mold_image,
                    parse_image_meta, unmold_image)
 from .layers import set_winograd
@@ -447,9 +448,15 @@ class MaskRCNN:
             set_winograd(model, model.winograd)
 
     def save(self, filepath: str):
-        """Save the whole model (architecture and weights) as a ``.keras`` file; reload it with
-        ``keras.models.load_model(filepath)`` after ``import mrcnn.network``."""
-        self.keras_model.save(filepath)
+        """Save the whole model (architecture and weights) as a ``.keras`` file, atomically (a failed save leaves
+        an earlier file as it was); reload it with ``keras.models.load_model(filepath)`` after
+        ``import mrcnn.network``."""
+        filepath = os.fspath(filepath)
+        if not filepath.endswith(".keras"):
+            raise ValueError(f"{filepath}: a whole model is saved as a .keras file (weights alone: save_weights, "
+                             f"matterport's .h5 layout)")
+        with atomic_path(filepath, suffix=".keras") as tmp:
+            self.keras_model.save(tmp)
 
     def get_anchors(self, image_shape=None):
         """Pixel anchors [A, (y1, x1, y2, x2)] of the model's input shape."""

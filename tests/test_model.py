@@ -226,7 +226,7 @@ def test_saved_model_round_trip_gives_the_same_detections(inference_model, tmp_p
     image = ShapesDataset.draw_shape(np.full((128, 128, 3), 40, np.uint8), "circle", (64, 64, 30), (200, 10, 10))
     before = inference_model.detect([image])[0]
     path = str(tmp_path / "model.keras")
-    inference_model.keras_model.save(path)
+    inference_model.save(path)
     restored = modellib.MaskRCNN("inference", TinyInferenceConfig(), model_dir="unused")
     restored.keras_model = keras.models.load_model(path)
     after = restored.detect([image])[0]
@@ -234,6 +234,24 @@ def test_saved_model_round_trip_gives_the_same_detections(inference_model, tmp_p
     np.testing.assert_allclose(before["scores"], after["scores"], atol=1e-6)
     np.testing.assert_array_equal(before["rois"], after["rois"])
     np.testing.assert_array_equal(before["masks"], after["masks"])
+
+
+def test_failed_save_keeps_the_earlier_file(inference_model, tmp_path, monkeypatch):
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"an earlier model")
+
+    def broken_save(filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"PK half a zip")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(inference_model.keras_model, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        inference_model.save(str(path))
+    assert path.read_bytes() == b"an earlier model"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+    with pytest.raises(ValueError, match=r"model\.h5: a whole model is saved as a \.keras file"):
+        inference_model.save(str(tmp_path / "model.h5"))
 
 
 def test_export_serves_the_same_outputs(inference_model, tmp_path):
