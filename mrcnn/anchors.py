@@ -74,13 +74,20 @@ def octave_scales(scales, scales_per_octave: int = 1) -> list[list[float]]:
 
 
 def get_anchors(image_shape: Sequence[int], scales, ratios, strides, anchor_stride,
-                scales_per_octave: int = 1) -> np.ndarray:
+                scales_per_octave: int = 1, backbone_shapes=None) -> np.ndarray:
     """Normalised float32 anchors [A, (y1, x1, y2, x2)] for an input of ``image_shape``.
 
     With ``scales_per_octave`` n > 1 every level has n sizes (see :func:`octave_scales`), so each cell has
-    ``n * len(ratios)`` anchors.
+    ``n * len(ratios)`` anchors. ``backbone_shapes`` [levels, (h, w)] overrides the feature-map sizes of
+    :func:`compute_backbone_shapes` (matterport's ``COMPUTE_BACKBONE_SHAPE`` for a callable backbone).
     """
     scales = octave_scales(scales, scales_per_octave)
-    shapes = compute_backbone_shapes(image_shape, strides)
+    if backbone_shapes is None:
+        shapes = compute_backbone_shapes(image_shape, strides)
+    else:
+        shapes = np.asarray(backbone_shapes, dtype=np.int64)
+        if shapes.shape != (len(strides), 2):
+            raise ValueError(f"Backbone shapes must be [{len(strides)} levels, (height, width)] like "
+                             f"BACKBONE_STRIDES, got {shapes.tolist()}")
     anchors = generate_pyramid_anchors(scales, ratios, shapes, strides, anchor_stride)
     return norm_boxes(anchors, image_shape[:2])

@@ -10,8 +10,8 @@ mask together; an imgaug augmenter (matterport's scripts) is accepted when imgau
 
 from __future__ import annotations
 
-import copy
 import logging
+import warnings
 
 import keras
 import numpy as np
@@ -99,8 +99,11 @@ def apply_augmentation(augmentation, image: np.ndarray, mask: np.ndarray) -> tup
     return augmentation(image, mask)
 
 
-def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=False):
+def load_image_gt(dataset, config, image_id, augment=False, augmentation=None, use_mini_mask=False):
     """Load an image with its ground truth, resized (and augmented) for the network.
+
+    The arguments are matterport's, in its order. ``augment`` is matterport's deprecated left-right flip of half
+    the images; ``augmentation`` (albumentations, or an imgaug augmenter where imgaug is installed) replaces it.
 
     Returns:
         image uint8 [H, W, 3], image_meta float32 [META], class_ids int32 [N], bbox int32 [N, (y1, x1, y2, x2)]
@@ -129,6 +132,11 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=Fa
         mode=utils.training_resize_mode(config.IMAGE_RESIZE_MODE))
     mask = utils.resize_mask(mask, scale, padding, crop)
 
+    if augment:
+        warnings.warn("load_image_gt(augment=True) is deprecated (as in matterport); use augmentation instead",
+                      DeprecationWarning, stacklevel=2)
+        if np.random.randint(0, 2):
+            image, mask = np.fliplr(image), np.fliplr(mask)
     if augmentation is not None:
         image_shape, mask_shape = image.shape, mask.shape
         image, mask = apply_augmentation(augmentation, image, mask)
@@ -233,18 +241,76 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         return batch
 
 
-def data_generator(dataset, config, shuffle=True, augmentation=None, batch_size=1, no_augmentation_sources=None,
-                   **unused):
-    """Endless generator of training batches (matterport's name); prefer :class:`MaskRCNNSequence`.
+def data_generator(dataset, config, shuffle=True, augment=False, augmentation=None, random_rois=0, batch_size=1,
+                   detection_targets=False, no_augmentation_sources=None):
+    """matterport's endless generator of training batches, for scripts and notebooks that inspect them.
 
-    Yields the dicts of :class:`MaskRCNNSequence`, ``batch_size`` images each.
+    Training does not use it (:class:`MaskRCNNSequence` feeds ``train``, and the RPN targets are computed inside
+    the train step); this is the same data in matterport's layout, the RPN targets computed here. Images with no
+    instance are skipped, as in matterport.
+
+    Yields:
+        ``inputs, outputs``: inputs = [images float32 [B, H, W, C] (molded), image_meta [B, META],
+        rpn_match int32 [B, anchors, 1] (1 positive, -1 negative, 0 neutral), rpn_bbox float32
+        [B, RPN_TRAIN_ANCHORS_PER_IMAGE, 4] (the positive anchors' deltas / RPN_BBOX_STD_DEV, in anchor order,
+        zero-padded), gt_class_ids int32 [B, MAX_GT_INSTANCES], gt_boxes int32 [B, MAX_GT_INSTANCES, 4] pixels,
+        gt_masks bool [B, h, w, MAX_GT_INSTANCES]]; outputs = [].
     """
+    from .anchors import get_anchors
+    from .targets import rpn_targets
 
-    cfg = copy.copy(config)
-    cfg.BATCH_SIZE = batch_size
-    seq = MaskRCNNSequence(dataset, cfg, shuffle=shuffle, augmentation=augmentation, workers=1,
-                           no_augmentation_sources=no_augmentation_sources)
+    if random_rois or detection_targets:
+        raise NotImplementedError(
+            "data_generator(random_rois=..., detection_targets=True) is not supported: the heads' ROIs and their "
+            "targets are sampled inside the train step (mrcnn.targets.detection_targets) from the RPN's proposals")
+    image_ids = np.copy(dataset.image_ids)
+    if not len(image_ids):
+        raise ValueError("The dataset has no images (did you call dataset.prepare()?)")
+    no_augmentation_sources = set(no_augmentation_sources or [])
+    backbone_shapes = None
+    if callable(config.BACKBONE) and config.COMPUTE_BACKBONE_SHAPE is not None:
+        backbone_shapes = config.COMPUTE_BACKBONE_SHAPE(config.IMAGE_SHAPE)
+    shape = [int(v) for v in config.IMAGE_SHAPE]
+    anchors = get_anchors(shape, config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
+                          config.RPN_ANCHOR_STRIDE, int(getattr(config, "RPN_ANCHOR_SCALES_PER_OCTAVE", 1)),
+                          backbone_shapes=backbone_shapes).astype(np.float32)
+    max_gt, per_image = int(config.MAX_GT_INSTANCES), int(config.RPN_TRAIN_ANCHORS_PER_IMAGE)
+    mh, mw = config.MINI_MASK_SHAPE if config.USE_MINI_MASK else shape[:2]
+    index, skipped = -1, 0
     while True:
-        for i in range(len(seq)):
-            yield seq[i]
-        seq.on_epoch_end()
+        batch = [[] for _ in range(7)]
+        while len(batch[0]) < batch_size:
+            index = (index + 1) % len(image_ids)
+            if shuffle and index == 0:
+                np.random.shuffle(image_ids)
+            image_id = image_ids[index]
+            source = dataset.image_info[image_id]["source"]
+            image, meta, class_ids, boxes, masks = load_image_gt(
+                dataset, config, image_id, augment=augment,
+                augmentation=None if source in no_augmentation_sources else augmentation,
+                use_mini_mask=config.USE_MINI_MASK)
+            if not np.any(class_ids > 0):
+                skipped += 1
+                if skipped >= len(image_ids):
+                    raise ValueError("No image of the dataset has an instance to train on")
+                continue
+            skipped = 0
+            if len(class_ids) > max_gt:
+                keep = np.random.choice(len(class_ids), max_gt, replace=False)
+                class_ids, boxes, masks = class_ids[keep], boxes[keep], masks[..., keep]
+            match, deltas = rpn_targets(
+                anchors, class_ids[None], utils.norm_boxes(boxes, shape[:2]).astype(np.float32)[None], per_image,
+                float(getattr(config, "RPN_POSITIVE_IOU", 0.7)), float(getattr(config, "RPN_NEGATIVE_IOU", 0.3)),
+                [float(v) for v in config.RPN_BBOX_STD_DEV])
+            match, deltas = match.numpy()[0], deltas.numpy()[0]
+            rpn_bbox = np.zeros([per_image, 4], np.float32)
+            positive = deltas[match == 1][:per_image]
+            rpn_bbox[:len(positive)] = positive
+            n = len(class_ids)
+            gt_class_ids, gt_boxes = np.zeros([max_gt], np.int32), np.zeros([max_gt, 4], np.int32)
+            gt_masks = np.zeros([mh, mw, max_gt], bool)
+            gt_class_ids[:n], gt_boxes[:n], gt_masks[..., :n] = class_ids, boxes, masks
+            for slot, value in zip(batch, (mold_image(image, config), meta, match[:, None].astype(np.int32),
+                                           rpn_bbox, gt_class_ids, gt_boxes, gt_masks)):
+                slot.append(value)
+        yield [np.stack(b) for b in batch], []

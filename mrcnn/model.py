@@ -107,6 +107,9 @@ class MaskRCNN:
         if h / 2 ** 6 != int(h / 2 ** 6) or w / 2 ** 6 != int(w / 2 ** 6):
             raise ValueError("Image size must be dividable by 2 at least 6 times to avoid fractions when "
                              "downscaling and upscaling. For example, use 256, 320, 384, 448, 512, ... etc.")
+        if mode == "training" and not getattr(config, "USE_RPN_ROIS", True):
+            raise ValueError("USE_RPN_ROIS = False (training the heads on random ROIs instead of the RPN's "
+                             "proposals) is not supported: the heads always train on the RPN's proposals")
         # The layers take the dtype policy that is global while they are built; the previous global policy is
         # restored afterwards, so building this model changes nothing for models built later.
         previous = keras.mixed_precision.global_policy()
@@ -139,7 +142,10 @@ class MaskRCNN:
             "*epoch*", "{epoch:04d}")
 
     def find_last(self) -> str:
-        """The last checkpoint of the newest run directory of this config's NAME."""
+        """The last checkpoint of the newest run directory of this config's NAME that holds one.
+
+        A newer run directory without a checkpoint (a run stopped before its first epoch ended) is skipped with a
+        warning that names it; matterport raised FileNotFoundError there."""
         key = (self.config.NAME or "model").lower()
         # Run directories are <name><YYYYmmddTHHMM>: match the name exactly, so "lesion" does not pick up
         # "lesion_light" runs.
@@ -155,6 +161,11 @@ class MaskRCNN:
             checkpoints = sorted(f for f in os.listdir(dir_path)
                                  if f.startswith("mask_rcnn") and f.endswith(".h5"))
             if checkpoints:
+                if dir_name != dir_names[-1]:
+                    skipped = ", ".join(dir_names[dir_names.index(dir_name) + 1:])
+                    logger.warning("find_last: no checkpoint in the newer run director%s %s under %s; using %s",
+                                   "y" if skipped.count(",") == 0 else "ies", skipped, self.model_dir,
+                                   os.path.join(dir_name, checkpoints[-1]))
                 return os.path.join(dir_path, checkpoints[-1])
         import errno
         raise FileNotFoundError(errno.ENOENT, f"Could not find weight files in {self.model_dir}/{dir_names[-1]}")
@@ -283,18 +294,25 @@ class MaskRCNN:
     def mold_inputs(self, images):
         """Resize and normalise images for the network.
 
+        With the default ``IMAGE_CHANNEL_COUNT = 3``, greyscale images are repeated to RGB and an alpha channel is
+        dropped; with another channel count, images must have that many channels (a 2-D image counts as one).
+
         Returns:
-            molded_images float32 [N, H, W, 3], image_metas [N, META], windows int32 [N, (y1, x1, y2, x2)].
+            molded_images float32 [N, H, W, C], image_metas [N, META], windows int32 [N, (y1, x1, y2, x2)].
         """
         cfg = self.config
+        channels = int(cfg.IMAGE_CHANNEL_COUNT)
         molded, metas, windows = [], [], []
         for image in images:
             image = np.asarray(image)
             if image.ndim == 2:
-                image = np.stack([image] * 3, axis=-1)
-            if image.ndim != 3 or image.shape[-1] not in (3, 4):
-                raise ValueError(f"Expected an RGB image [H, W, 3], got shape {image.shape}")
-            image = image[..., :3]
+                image = image[..., None]
+            if channels == 3 and image.ndim == 3 and image.shape[-1] in (1, 4):
+                image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+            if image.ndim != 3 or image.shape[-1] != channels:
+                what = "an RGB image [H, W, 3] (or greyscale, or RGBA)" if channels == 3 else \
+                    f"an image [H, W, {channels}] (IMAGE_CHANNEL_COUNT = {channels})"
+                raise ValueError(f"Expected {what}, got shape {image.shape}")
             molded_image, window, scale, padding, crop = utils.resize_image(
                 image, min_dim=cfg.IMAGE_MIN_DIM, min_scale=cfg.IMAGE_MIN_SCALE, max_dim=cfg.IMAGE_MAX_DIM,
                 mode=cfg.IMAGE_RESIZE_MODE)
@@ -413,15 +431,27 @@ class MaskRCNN:
     def detect_molded(self, molded_images, image_metas, verbose=0):
         """Detect on images already molded (e.g. from :func:`load_image_gt` + :func:`mold_image`).
 
-        Returns results at the molded image size (the window is the whole image unless the metas say otherwise).
+        As in matterport, results are in the molded images' pixel frame: ``rois`` are pixels of the molded image
+        and ``masks`` are [H, W, N] at its size, so they line up with the ``bbox`` and ``mask`` that
+        :func:`load_image_gt` returns. Detections are still clipped to each meta's window (the real image).
         """
         if self.mode != "inference":
             raise ValueError("Create the model in inference mode to detect")
         molded_images = np.asarray(molded_images, dtype=np.float32)
+        image_metas = np.asarray(image_metas, dtype=np.float32)
+        if (molded_images.ndim != 4 or image_metas.shape != (len(molded_images), self.config.IMAGE_META_SIZE)
+                or molded_images.shape[-1] != self.config.IMAGE_CHANNEL_COUNT):
+            raise ValueError(f"Expected molded images [N, H, W, {self.config.IMAGE_CHANNEL_COUNT}] and metas "
+                             f"[N, {self.config.IMAGE_META_SIZE}], "
+                             f"got {molded_images.shape} and {image_metas.shape}")
+        if verbose:
+            log(f"Processing {len(molded_images)} images")
+            log("molded_images", molded_images)
+            log("image_metas", image_metas)
         out = self.run_inference(molded_images, image_metas)
-        meta = parse_image_meta(np.asarray(image_metas))
-        shapes = [tuple(s) for s in meta["image_shape"]]
-        return self._unmold_all(out, shapes, molded_images.shape, meta["window"])
+        shape = molded_images.shape[1:]
+        whole = np.array([0, 0, shape[0], shape[1]])
+        return self._unmold_all(out, [shape] * len(molded_images), molded_images.shape, [whole] * len(molded_images))
 
     def input_signature(self, size=None) -> list[dict]:
         """The inference graph's input signature (any batch size; molded images of ``size`` (H, W), by default
@@ -463,33 +493,73 @@ class MaskRCNN:
         shape = image_shape if image_shape is not None else self.config.IMAGE_SHAPE
         return utils.denorm_boxes(self.keras_model.anchors, shape[:2])
 
-    def run_graph(self, images, outputs=None):
+    # run_graph's outputs, and the layer names of matterport's notebooks that give them.
+    GRAPH_OUTPUTS = ("features", "rpn_class", "rpn_bbox", "proposals", "mrcnn_class", "mrcnn_bbox", "detections",
+                     "masks")
+    _GRAPH_LAYER_ALIASES = {"ROI": "proposals", "ROI_inference": "proposals", "mrcnn_detection": "detections",
+                            "mrcnn_mask": "masks"}
+
+    def _graph_output(self, name, spec):
+        """The run_graph key of one requested output: its name, or the layer (name) paired with it."""
+        if name in self.GRAPH_OUTPUTS:
+            return name, None
+        history = getattr(spec, "_keras_history", None)  # a layer's symbolic output
+        if history is not None:
+            layer = history.operation.name
+        else:
+            layer = name if spec is None else getattr(spec, "name", spec)
+        if layer in self.GRAPH_OUTPUTS:
+            return layer, None
+        if layer in self._GRAPH_LAYER_ALIASES:
+            return self._GRAPH_LAYER_ALIASES[layer], None
+        try:
+            return None, self.keras_model.backbone.get_layer(layer).output
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"run_graph: unknown output {name!r}" + (f" ({layer!r})" if layer != name else "") +
+                f"; use one of {', '.join(self.GRAPH_OUTPUTS)}, a layer of the backbone (e.g. 'res4a_out', "
+                f"'fpn_p2') or one of matterport's layer names {', '.join(self._GRAPH_LAYER_ALIASES)}") from None
+
+    def run_graph(self, images, outputs=None, image_metas=None):
         """Intermediate outputs for debugging (matterport's ``run_graph``, in eager TF2).
 
         Args:
-            images: list of images.
-            outputs: names to return, from ``features`` (P2..P6), ``rpn_class``, ``rpn_bbox``, ``proposals``,
-                ``mrcnn_class``, ``mrcnn_bbox``, ``detections``, ``masks``; all when None.
+            images: list of images, or molded images [N, H, W, C] when ``image_metas`` is given.
+            outputs: what to return: names from :attr:`GRAPH_OUTPUTS` (``features`` is [P2..P6]), names of
+                backbone layers (``res4a_out``, ``fpn_p2``, ...), or matterport's ``(name, tensor)`` pairs, where
+                the tensor (a layer's output, a layer or a layer name) picks what is returned under ``name``:
+                ``ROI`` gives the proposals, ``mrcnn_class``, ``mrcnn_bbox``, ``mrcnn_detection`` and
+                ``mrcnn_mask`` the heads' outputs. All of :attr:`GRAPH_OUTPUTS` when None.
+            image_metas: the molded images' metas (then ``images`` are not molded again).
 
         Returns:
-            dict name -> NumPy array.
+            dict name -> NumPy array (``features``: a list of arrays), in the order asked.
         """
-        molded, metas, _ = self.mold_inputs(images)
+        if image_metas is None:
+            molded, metas, _ = self.mold_inputs(images)
+        else:
+            molded, metas = np.asarray(images, np.float32), np.asarray(image_metas, np.float32)
+        requested = [(o[0], o[1]) if isinstance(o, (tuple, list)) else (o, None)
+                     for o in (outputs if outputs is not None else self.GRAPH_OUTPUTS)]
+        keys = [self._graph_output(name, spec) for name, spec in requested]
         model = self.keras_model
         x = tf.convert_to_tensor(molded)
         feats = model.features(x)
         _, rpn_probs, rpn_bbox = model.rpn_outputs(feats)
-        proposals = model.proposals_inference(rpn_probs, rpn_bbox, tf.constant(model.anchors))
-        _, probs, deltas = model.classify(proposals, feats)
+        size = model.input_size(x)
+        proposals = model.proposals_inference(rpn_probs, rpn_bbox, tf.constant(model.anchors_for(size)))
+        _, probs, deltas = model.classify(proposals, feats, image_shape=size)
         out = model({"input_image": x, "input_image_meta": tf.convert_to_tensor(metas)})
         result = {"features": [f.numpy() for f in feats], "rpn_class": rpn_probs.numpy(),
                   "rpn_bbox": rpn_bbox.numpy(), "proposals": proposals.numpy(), "mrcnn_class": probs.numpy(),
                   "mrcnn_bbox": deltas.numpy(), "detections": out["detections"].numpy(),
                   "masks": out["masks"].numpy()}
-        if outputs is None:
-            return result
-        names = [o[0] if isinstance(o, (tuple, list)) else o for o in outputs]
-        return {name: result[name] for name in names}
+        layers = [tensor for key, tensor in keys if key is None]
+        if layers:
+            values = keras.Model(model.backbone.inputs, layers)(x, training=False)
+            values = iter([values] if len(layers) == 1 else values)
+        return {name: result[key] if key is not None else np.asarray(next(values))
+                for (name, _), (key, _) in zip(requested, keys)}
 
 
 class CheckpointCallback(keras.callbacks.Callback):

@@ -42,6 +42,8 @@ def model_kwargs(config) -> dict:
         image_shape=[int(s) for s in config.IMAGE_SHAPE],
         # A callable backbone must keep the strides of BACKBONE_STRIDES: the pyramid shapes come from them.
         backbone=config.BACKBONE,
+        # matterport's COMPUTE_BACKBONE_SHAPE(image_shape) -> [levels, (h, w)], used with a callable backbone.
+        compute_backbone_shape=(config.COMPUTE_BACKBONE_SHAPE if callable(config.BACKBONE) else None),
         pyramid_size=int(config.TOP_DOWN_PYRAMID_SIZE),
         fc_size=int(config.FPN_CLASSIF_FC_LAYERS_SIZE),
         backbone_strides=[int(s) for s in config.BACKBONE_STRIDES],
@@ -95,7 +97,7 @@ class MaskRCNNModel(keras.Model):
                  detection_nms_threshold: float = 0.3, use_mini_mask: bool = True,
                  proposals_append_gt: bool = True, mask_head_depth: int = 256,
                  rpn_head_depth: int = 512, train_bn=False, jit_compile_backbone: bool = False,
-                 winograd: bool = True, loss_weights=None, seed=None, **kwargs):
+                 winograd: bool = True, loss_weights=None, seed=None, compute_backbone_shape=None, **kwargs):
         kwargs.setdefault("name", "mask_rcnn")
         super().__init__(**kwargs)
         self.settings = dict(
@@ -113,7 +115,8 @@ class MaskRCNNModel(keras.Model):
             use_mini_mask=use_mini_mask, proposals_append_gt=proposals_append_gt,
             mask_head_depth=mask_head_depth, rpn_head_depth=rpn_head_depth, train_bn=train_bn,
             jit_compile_backbone=jit_compile_backbone, winograd=winograd,
-            loss_weights=dict(loss_weights or {name: 1.0 for name in LOSS_NAMES}), seed=seed)
+            loss_weights=dict(loss_weights or {name: 1.0 for name in LOSS_NAMES}), seed=seed,
+            compute_backbone_shape=compute_backbone_shape)
         s = self.settings
         self.num_classes = int(num_classes)
         self.image_shape = tuple(int(v) for v in image_shape)
@@ -149,7 +152,7 @@ class MaskRCNNModel(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update(self.settings)
-        if callable(config["backbone"]):
+        if callable(config["backbone"]) or config["compute_backbone_shape"] is not None:
             raise TypeError("A model with a callable BACKBONE cannot be serialised; save its weights instead")
         return config
 
@@ -200,9 +203,12 @@ class MaskRCNNModel(keras.Model):
         size = (int(size[0]), int(size[1]))
         if size not in self._anchors_by_size:
             s = self.settings
+            shapes = None
+            if s["compute_backbone_shape"] is not None:
+                shapes = s["compute_backbone_shape"](np.array(size + (self.image_shape[2],)))
             self._anchors_by_size[size] = get_anchors(
                 size, s["anchor_scales"], s["anchor_ratios"], s["backbone_strides"], s["anchor_stride"],
-                s["anchor_scales_per_octave"]).astype(np.float32)
+                s["anchor_scales_per_octave"], backbone_shapes=shapes).astype(np.float32)
         return self._anchors_by_size[size]
 
     # ----------------------------------------------------------------------------------------------------

@@ -404,8 +404,9 @@ def draw_boxes(image, boxes=None, refined_boxes=None, masks=None, captions=None,
             y1, x1, y2, x2 = boxes[i][:4]
             ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, linewidth=2, alpha=alpha,
                                            linestyle=style, edgecolor=color, facecolor="none"))
-        if refined_boxes is not None and visibility > 0:
+        if refined_boxes is not None:
             ry1, rx1, ry2, rx2 = np.asarray(refined_boxes[i][:4]).astype(np.int32)
+        if refined_boxes is not None and visibility > 0:
             ax.add_patch(patches.Rectangle((rx1, ry1), rx2 - rx1, ry2 - ry1, linewidth=2, edgecolor=color,
                                            facecolor="none"))
             if boxes is not None:
