@@ -28,9 +28,12 @@ Per run:
 Images are decoded and resized by worker threads while the model runs on the previous batch. Per-image files are
 written as each image finishes and the run files at the end, each through a temporary file and a rename, so an
 interrupted run or an unreadable input never damages a file written before. An input that is not a readable image
-is reported on stderr and in ``summary.csv`` and the others are still processed.
+is reported on stderr and in ``summary.csv`` and the others are still processed. A failure to write into the
+output folder (a full disk, lost permissions) stops the run at once and leaves the earlier ``summary.csv`` and
+``detections.json`` as they were.
 
-Exit status: 0 when every image was processed, 1 when some failed, 2 for a usage problem (no weights, no images).
+Exit status: 0 when every image was processed, 1 when some failed or the output could not be written, 2 for a
+usage problem (no weights, no images, an output folder that cannot be created or written).
 """
 
 from __future__ import annotations
@@ -223,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     from tqdm import tqdm
 
+    from mrcnn.atomic import OutputDirError, ensure_output_dir
     from mrcnn.dataset import read_image
 
     args = build_parser().parse_args(argv)
@@ -233,10 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         model, info = inference.model_from_args(args)
-    except inference.UsageError as exc:
+        ensure_output_dir(out_dir)  # before any image: a bad --out is one line, not an error per image
+    except (inference.UsageError, OutputDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out_dir.mkdir(parents=True, exist_ok=True)
     stems = output_stems(paths)
     print(f"{len(paths)} images, model {info.weights} ({info.config_name}, {info.classes}); writing to {out_dir}",
           file=sys.stderr)
@@ -248,13 +252,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     prepared = inference.iter_prepared(model, enumerate(paths), lambda item: read_image(str(item[1])),
                                        workers=args.workers)
+    detections = inference.iter_detections(model, prepared, args.batch_size)
     with tqdm(total=len(paths), unit="image", file=sys.stderr, disable=args.quiet, dynamic_ncols=True) as bar:
-        for (index, path), p, result, error in inference.iter_detections(model, prepared, args.batch_size):
+        for (index, path), p, result, error in detections:
             if error is None:
                 try:
                     row, coco_image, anns = _process(path, stems[index], p, result, index + 1, len(annotations) + 1,
                                                      args, out_dir, info)
-                except Exception as exc:  # noqa: BLE001  (a write failure of one image; the others go on)
+                except OSError as exc:
+                    # The output folder, not this image: a full disk or lost permissions fail every image after
+                    # it too. Stop, and leave the earlier run's summary.csv and detections.json as they are.
+                    detections.close()
+                    prepared.close()
+                    bar.close()
+                    print(f"error: {out_dir}: cannot write the results of {path}: {exc.strerror or exc}",
+                          file=sys.stderr)
+                    print(f"stopped after {len(coco_images)} of {len(paths)} images (their files are written); "
+                          f"summary.csv and detections.json in {out_dir} were not updated", file=sys.stderr)
+                    return 1
+                except Exception as exc:  # noqa: BLE001  (this image's result could not be drawn; the others go on)
                     error = exc
                 else:
                     rows.append(row)

@@ -45,7 +45,9 @@ excluded and renormalised over melanoma, seborrheic keratosis and nevus; an imag
 probabilities (1/3 each; arg-max melanoma), counted in ``images_without_detection``. Classification metrics need a
 diagnosis model and diagnosis labels (ISIC Part 3 CSV) and use the labelled images only.
 
-Exit status: 0 when every image was scored, 1 when some could not be read, 2 for a usage problem.
+Exit status: 0 when every image was scored, 1 when some could not be read (when none could, nothing is written, so an
+earlier run's files in ``--out`` stay as they were), 2 for a usage problem (an ``--out`` that is not a writable
+folder is one, found before the model and data are loaded).
 """
 
 from __future__ import annotations
@@ -141,8 +143,12 @@ def run_val_ids(weights: str) -> list[str] | None:
     path = os.path.join(os.path.dirname(os.path.abspath(weights)), "val_ids.txt")
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.strip() for line in f if line.strip()]
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason}); expected one image id a line, "
+                         "as lesion/train.py writes it") from None
 
 
 def _select(dataset: Any, args: argparse.Namespace, info: inference.ModelInfo | None) -> tuple[list[str], str]:
@@ -235,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lesion import metrics, plots
     from lesion.config import class_names as names_of
     from lesion.datasets import DatasetError
+    from mrcnn.atomic import OutputDirError, ensure_output_dir
 
     args = build_parser().parse_args(argv)
     with_model = not args.baseline_only
@@ -245,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     model, info = None, None
     try:
+        out_dir = Path(ensure_output_dir(args.out))  # Before anything slow.
         if with_model:
             model, info = inference.model_from_args(args)
         classes = info.classes if info else (args.classes or "lesion")
@@ -253,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except inference.UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, DatasetError, ValueError) as exc:  # Their messages name the file or folder.
+    except (FileNotFoundError, DatasetError, ValueError, OutputDirError) as exc:  # Their messages name the file.
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.limit is not None:
@@ -263,8 +271,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     by_id = {entry["image_id"]: entry for entry in dataset.image_info}
     entries = [by_id[i] for i in ids]
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     what = f"model {info.weights} ({info.config_name}, {info.classes})" if info else "the Otsu baseline only"
     print(f"Scoring {what} on {_plural(len(entries), 'image')} ({args.subset}: {split_source}) of {args.dataset}",
           file=sys.stderr)
@@ -340,6 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             row["status"] = "ok"
             rows.append(row)
     elapsed = time.perf_counter() - start
+    if len(failed) == len(entries):  # Nothing to score: keep an earlier run's files in --out as they were.
+        print(f"error: none of the {_plural(len(entries), 'image')} of {args.dataset} could be evaluated (see the "
+              f"errors above); nothing written to {out_dir}", file=sys.stderr)
+        return 1
 
     report: dict[str, Any] = {
         "dataset": str(args.dataset), "subset": args.subset, "split": split_source,

@@ -15,7 +15,11 @@ import sys
 import tempfile
 from typing import Iterator
 
-__all__ = ["atomic_path", "write_bytes_atomic"]
+__all__ = ["OutputDirError", "atomic_path", "ensure_output_dir", "write_bytes_atomic"]
+
+
+class OutputDirError(OSError):
+    """An output folder that cannot be created or written; the message is ``<path>: <problem>``."""
 
 
 def _read_umask() -> int:
@@ -86,3 +90,47 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, fsync: bool = False
         with open(tmp, "wb") as f:
             f.write(data)
     return os.fspath(path)
+
+
+def _file_on_the_way(path: str) -> str | None:
+    """The first existing component of ``path`` (itself included) that is not a folder, or None."""
+    parts = os.path.abspath(path).split(os.sep)
+    for i in range(2, len(parts) + 1):
+        prefix = os.sep.join(parts[:i])
+        if os.path.lexists(prefix) and not os.path.isdir(prefix):
+            return prefix
+    return None
+
+
+def ensure_output_dir(path: str | os.PathLike) -> str:
+    """Create the output folder ``path`` (and its parents) if needed and check that files can be written in it.
+
+    For the command-line tools, before anything slow: a bad ``--out`` is reported before a model or data set is
+    loaded, not after the work is done.
+
+    Args:
+        path: the folder.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        OutputDirError: ``path`` (or a folder on the way to it) is a file, or the folder cannot be created or
+            written (permissions, a read-only file system); the message is ``<path>: <problem>``.
+    """
+    path = os.fspath(path)
+    blocker = _file_on_the_way(path)
+    if blocker is not None:
+        what = "is a file, not a folder" if blocker == os.path.abspath(path) else f"{blocker} is a file, not a folder"
+        raise OutputDirError(f"{path}: {what}")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise OutputDirError(f"{path}: cannot create the folder ({exc.strerror or exc})") from exc
+    try:  # os.access is not the truth on read-only mounts or with ACLs: try a file.
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise OutputDirError(f"{path}: the folder is not writable ({exc.strerror or exc})") from exc
+    return path

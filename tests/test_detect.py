@@ -179,6 +179,46 @@ def test_earlier_outputs_survive_failures(tiny_weights, image_folder, tmp_path, 
     assert (out / "summary.csv").read_bytes() != earlier["summary.csv"]
 
 
+def test_a_full_disk_stops_the_run_and_keeps_the_earlier_run_files(tiny_weights, image_folder, tmp_path,
+                                                                    monkeypatch, capsys):
+    import errno
+
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = {"summary.csv": b"earlier summary", "detections.json": b"earlier detections"}
+    for name, data in earlier.items():
+        (out / name).write_bytes(data)
+    real_write, calls = inference.write_image_atomic, []
+
+    def write_until_full(path, image, *args, **kwargs):
+        calls.append(Path(path).name)
+        if len(calls) > 2:  # the first image's segmentation and overlay fit, then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(path, image, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "write_image_atomic", write_until_full)
+    assert _run(["--images", str(image_folder), "--out", str(out), "--weights", tiny_weights, "--quiet",
+                 *TINY_ARGS]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {out}: cannot write the results of " in err and "No space left on device" in err
+    assert "stopped after 1 of 7 images" in err
+    assert len(calls) == 3  # stopped at the first failure, not one error per image
+    for name, data in earlier.items():
+        assert (out / name).read_bytes() == data
+    assert len(list(out.glob("*_segmentation.png"))) == 1
+
+
+def test_an_output_folder_that_is_a_file_is_a_usage_error(tiny_weights, image_folder, tmp_path, capsys):
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+    for out in (blocker, blocker / "out"):
+        assert _run(["--images", str(image_folder), "--out", str(out), "--weights", tiny_weights, "--quiet",
+                     *TINY_ARGS]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {out}: ") and "is a file, not a folder" in err and "Traceback" not in err
+    assert blocker.read_text() == "not a folder"
+
+
 def test_atomic_write_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeypatch):
     target = tmp_path / "a_segmentation.png"
     target.write_bytes(b"old")

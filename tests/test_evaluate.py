@@ -162,6 +162,76 @@ def test_unreadable_image_is_reported_and_the_rest_scored(tmp_path, capsys):
     assert "ISIC_0012090.jpg" in capsys.readouterr().err
 
 
+def test_run_where_no_image_can_be_evaluated_writes_nothing(tmp_path, capsys):
+    dataset = tmp_path / "isic2017"
+    shutil.copytree(DATASET, dataset)
+    out = tmp_path / "out"
+    argv = ["--dataset", str(dataset), "--out", str(out), "--baseline-only", "--subset", "all", "--quiet"]
+    assert evaluate.main(argv) == 0
+    earlier = {p.name: p.read_bytes() for p in out.iterdir()}
+    for mask in (dataset / "ISIC-2017_Training_Part1_GroundTruth").iterdir():
+        mask.write_bytes(b"not a PNG")  # The data set loads (masks are opened per image), no image can be scored.
+    capsys.readouterr()
+    assert evaluate.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("error: ") == 7 and "error: none of the 6 images of" in err  # One per image, then the run.
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier  # The earlier run's files, untouched.
+    fresh = tmp_path / "fresh"
+    assert evaluate.main(argv[:3] + [str(fresh)] + argv[4:]) == 1
+    assert list(fresh.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["a file", "under a file", "not writable"])
+def test_bad_out_is_reported_before_anything_is_loaded(tmp_path, monkeypatch, capsys, case):
+    import types
+
+    from mrcnn import atomic
+
+    a_file = tmp_path / "results"
+    a_file.write_text("not a folder")
+    out = {"a file": a_file, "under a file": a_file / "eval", "not writable": tmp_path / "read_only"}[case]
+    if case == "not writable":  # As a non-root user on a folder without write permission (root writes anyway).
+        def denied(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(atomic, "tempfile", types.SimpleNamespace(mkstemp=denied))
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("loaded the model or data before checking --out")
+
+    monkeypatch.setattr(inference, "model_from_args", no_loading)
+    monkeypatch.setattr(evaluate, "load_dataset", no_loading)
+    assert evaluate.main(["--dataset", str(DATASET), "--out", str(out), "--quiet"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    problem = {"a file": "is a file, not a folder", "under a file": f"{a_file} is a file, not a folder",
+               "not writable": "the folder is not writable (Permission denied)"}[case]
+    assert line == f"error: {out}: {problem}"
+    assert a_file.read_text() == "not a folder"
+
+
+def test_label_csv_that_is_not_utf8_is_named(tmp_path, capsys):
+    dataset = tmp_path / "isic2017"
+    shutil.copytree(DATASET, dataset)
+    csv_path = dataset / "ISIC-2017_Training_Part3_GroundTruth.csv"
+    csv_path.write_bytes(csv_path.read_bytes() + b"ISIC_0000009,0.0,0.0 \xe9\n")
+    assert evaluate.main(["--dataset", str(dataset), "--out", str(tmp_path / "out"), "--baseline-only",
+                          "--quiet"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {csv_path}, line 8: not UTF-8 text")
+
+
+def test_run_split_file_that_is_not_utf8_is_named(tiny_diagnosis_weights, tmp_path, capsys):
+    run = tmp_path / "logs" / "lesion_light20250101T0900"
+    run.mkdir(parents=True)
+    weights = run / "mask_rcnn_lesion_light_0001.h5"
+    shutil.copy(tiny_diagnosis_weights, weights)
+    (run / "val_ids.txt").write_bytes(b"ISIC_0012224\n\xff\xfe\n")
+    assert evaluate.main(["--dataset", str(DATASET), "--out", str(tmp_path / "out"), "--weights", str(weights),
+                          "--quiet", *TINY_ARGS]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {run / 'val_ids.txt'}: not UTF-8 text")
+
+
 def test_usage_errors(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(inference, "DEFAULT_WEIGHTS", tmp_path / "missing.h5")
     assert evaluate.main(["--dataset", str(DATASET), "--out", str(tmp_path / "a")]) == 2
