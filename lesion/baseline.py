@@ -154,8 +154,7 @@ def evaluate_dataset(dataset: str, limit: int | None = None, **segment_kwargs) -
     Returns:
         ``(summary, rows)`` from :meth:`lesion.metrics.SegmentationEvaluator.evaluate`.
     """
-    from PIL import Image
-
+    from lesion.datasets import read_mask
     from lesion.metrics import SegmentationEvaluator
     from mrcnn.dataset import read_image
 
@@ -165,8 +164,7 @@ def evaluate_dataset(dataset: str, limit: int | None = None, **segment_kwargs) -
     evaluator = SegmentationEvaluator()
     for image_id, image_path, mask_path in pairs:
         image = read_image(image_path)
-        with Image.open(mask_path) as im:
-            gt = np.asarray(im.convert("L")) > 127  # ISIC rule: lesion where the 8-bit mask is > 127.
+        gt = read_mask(mask_path)  # ISIC rule: lesion where the 8-bit mask is > 127 (0/1 masks: where it is 1).
         evaluator.process(image_id, otsu_segment(image, **segment_kwargs), gt, method="otsu")
     return evaluator.evaluate()
 

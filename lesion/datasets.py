@@ -4,8 +4,8 @@ All classes build on :class:`mrcnn.dataset.Dataset` (matterport's API: ``load_*`
 ``load_image`` / ``load_mask``).
 
 - :class:`IsicDataset` reads the official folder layouts of the ISIC 2016, 2017 and 2018 (Task 1) challenges, with
-  one instance per image: the lesion (mask pixel > 127). Classes are either ``LESION_CLASSES`` (one class) or
-  ``DIAGNOSIS_CLASSES`` (the ISIC 2017 Part 3 diagnosis as the instance class).
+  one instance per image: the lesion (mask pixel > 127; a 0/1 mask is read as binary). Classes are either
+  ``LESION_CLASSES`` (one class) or ``DIAGNOSIS_CLASSES`` (the ISIC 2017 Part 3 diagnosis as the instance class).
 - :class:`IsicAttributeDataset` reads the ISIC 2018 Task 2 dermoscopic attribute masks as a five-class instance task.
 - :class:`CocoDataset` reads any COCO JSON with its image folder (pycocotools).
 - :func:`split_ids` gives a deterministic, optionally stratified, train/validation split of image ids.
@@ -44,7 +44,9 @@ import contextlib
 import csv
 import hashlib
 import io
+import json
 import logging
+import math
 import os
 import re
 import warnings
@@ -56,7 +58,7 @@ import cv2
 import numpy as np
 
 from mrcnn.atomic import write_bytes_atomic
-from mrcnn.dataset import Dataset, ImageReadError, read_image
+from mrcnn.dataset import Dataset, DatasetError, ImageReadError, read_image
 
 __all__ = [
     "ATTRIBUTE_CLASSES",
@@ -107,10 +109,6 @@ _IMAGE_RE = re.compile(r"^(ISIC_\d+)\.(jpe?g|png|tiff?|bmp)$", re.IGNORECASE)
 _SEGMENTATION_RE = re.compile(r"^(ISIC_\d+)_segmentation\.png$", re.IGNORECASE)
 _ATTRIBUTE_RE = re.compile(r"^(ISIC_\d+)_attribute_([a-z_]+)\.png$", re.IGNORECASE)
 _CACHE_VERSION = "1"
-
-
-class DatasetError(ValueError):
-    """A data set on disk that cannot be loaded as asked; the message names the file or folder and the problem."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -216,8 +214,9 @@ def _read_mask_grey(path: str) -> np.ndarray:
 def read_mask(path: str, max_side: int | None = None) -> np.ndarray:
     """Read a mask file as bool [H, W]: True where the pixel value is > 127.
 
-    With ``max_side``, the grey mask is first resized with ``cv2.INTER_AREA`` (area average) to
-    :func:`resized_size`, then thresholded, so anti-aliased and binary masks shrink the same way.
+    A mask whose largest value is 1 is a 0/1 mask (not the ISIC 0/255 convention) and is read as binary: True
+    where the value is 1. With ``max_side``, the grey mask is first resized with ``cv2.INTER_AREA`` (area average)
+    to :func:`resized_size`, then thresholded, so anti-aliased and binary masks shrink the same way.
 
     Args:
         path: single-channel (or RGB / palette) mask image.
@@ -230,6 +229,8 @@ def read_mask(path: str, max_side: int | None = None) -> np.ndarray:
         ImageReadError: the file is missing or cannot be decoded.
     """
     grey = _read_mask_grey(path)
+    if grey.max(initial=0) == 1:  # 0/1 values: scale to 0/255 so the threshold (and resizing) treat 1 as the object.
+        grey = grey * np.uint8(255)
     target = resized_size(grey.shape[1], grey.shape[0], max_side)
     if target != (grey.shape[1], grey.shape[0]):
         grey = cv2.resize(grey, target, interpolation=cv2.INTER_AREA)
@@ -401,11 +402,35 @@ class _Label:
     seborrheic_keratosis: float
 
 
-def _parse_float(value: str, path: str, line: int) -> float:
+def _parse_float(value: str | None, path: str, line: int, image_id: str, column: str) -> float:
+    """A finite number from a label CSV cell; ``value`` is None when the row is shorter than the header."""
+    if value is None:
+        raise DatasetError(f"{path}, line {line}: {image_id} has no {column!r} value (the row has fewer columns "
+                           "than the header)")
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
-        raise DatasetError(f"{path}, line {line}: {value!r} is not a number") from None
+        raise DatasetError(f"{path}, line {line}: {image_id}: {column} {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise DatasetError(f"{path}, line {line}: {image_id}: {column} {value.strip()!r} is not a finite number "
+                           "(expected 0 or 1)")
+    return number
+
+
+def _read_csv_text(path: str) -> io.StringIO:
+    """A label CSV as text (UTF-8, with or without a byte-order mark) for :mod:`csv`.
+
+    Raises:
+        DatasetError: the file is not UTF-8 (the message gives the line of the first bad byte).
+    """
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return io.StringIO(raw.decode("utf-8-sig"), newline="")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DatasetError(f"{path}, line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                           "save the CSV as UTF-8") from None
 
 
 def _label_from_flags(melanoma: float, keratosis: float, path: str, line: int, image_id: str) -> _Label:
@@ -422,7 +447,7 @@ def _from_diagnosis(diagnosis: str) -> _Label:
 def _read_labels_2016(path: str) -> dict[str, _Label]:
     """``image_id,benign|malignant`` (or ``0``/``1``), no header: malignant -> melanoma, benign -> nevus."""
     labels: dict[str, _Label] = {}
-    with open(path, newline="") as f:
+    with _read_csv_text(path) as f:
         for line, row in enumerate(csv.reader(f), start=1):
             if not row or not row[0].strip():
                 continue
@@ -443,15 +468,16 @@ def _read_labels_2016(path: str) -> dict[str, _Label]:
 def _read_labels_2017(path: str) -> dict[str, _Label]:
     """``image_id,melanoma,seborrheic_keratosis`` with a header; both 0 -> nevus."""
     labels: dict[str, _Label] = {}
-    with open(path, newline="") as f:
+    with _read_csv_text(path) as f:
         reader = csv.DictReader(f)
         needed = {"image_id", "melanoma", "seborrheic_keratosis"}
         if reader.fieldnames is None or not needed <= set(reader.fieldnames):
             raise DatasetError(f"{path}: expected the columns {sorted(needed)}, got {reader.fieldnames}")
-        for line, row in enumerate(reader, start=2):
-            image_id = row["image_id"].strip()
-            melanoma = _parse_float(row["melanoma"], path, line)
-            keratosis = _parse_float(row["seborrheic_keratosis"], path, line)
+        for row in reader:
+            line = reader.line_num
+            image_id = (row["image_id"] or "").strip()
+            melanoma = _parse_float(row["melanoma"], path, line, image_id, "melanoma")
+            keratosis = _parse_float(row["seborrheic_keratosis"], path, line, image_id, "seborrheic_keratosis")
             labels[image_id] = _label_from_flags(melanoma, keratosis, path, line, image_id)
     return labels
 
@@ -459,16 +485,17 @@ def _read_labels_2017(path: str) -> dict[str, _Label]:
 def _read_labels_2018(path: str) -> dict[str, _Label]:
     """One-hot ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``, mapped through :data:`ISIC2018_DIAGNOSES`."""
     labels: dict[str, _Label] = {}
-    with open(path, newline="") as f:
+    with _read_csv_text(path) as f:
         reader = csv.DictReader(f)
         fields = reader.fieldnames or []
         id_column = "image" if "image" in fields else "image_id" if "image_id" in fields else None
         missing = [c for c in ISIC2018_DIAGNOSES if c not in fields]
         if id_column is None or missing:
             raise DatasetError(f"{path}: expected the columns image,{','.join(ISIC2018_DIAGNOSES)}, got {fields}")
-        for line, row in enumerate(reader, start=2):
-            image_id = row[id_column].strip()
-            hot = [c for c in ISIC2018_DIAGNOSES if _parse_float(row[c], path, line) >= 0.5]
+        for row in reader:
+            line = reader.line_num
+            image_id = (row[id_column] or "").strip()
+            hot = [c for c in ISIC2018_DIAGNOSES if _parse_float(row[c], path, line, image_id, c) >= 0.5]
             if len(hot) != 1:
                 raise DatasetError(f"{path}, line {line}: {image_id} must have exactly one diagnosis column set "
                                    f"to 1, got {hot or 'none'}")
@@ -571,6 +598,10 @@ class IsicDataset(_ResizingMixin, Dataset):
         images = _index_folder(image_dir, _IMAGE_RE)
         mask_dir = os.path.join(root, layout.mask_dir)
         masks = _index_folder(mask_dir, _SEGMENTATION_RE) if os.path.isdir(mask_dir) else {}
+        no_image = sorted(i for i in masks if i not in images)
+        if no_image:
+            log.warning("%s: %d mask(s) with no image in %s, left out: %s", mask_dir, len(no_image),
+                        image_dir, _examples([os.path.basename(masks[i]) for i in no_image]))
 
         label_path = next((os.path.join(root, p) for p in layout.label_files
                            if os.path.isfile(os.path.join(root, p))), None)
@@ -835,7 +866,8 @@ class CocoDataset(Dataset):
 
         Raises:
             FileNotFoundError: the JSON, the image folder or an image file is missing (the message names it).
-            DatasetError: the JSON is not valid COCO, or ``class_names`` names an unknown category.
+            DatasetError: the JSON is not valid COCO (see :func:`_check_coco`: the message names the annotation),
+                or ``class_names`` names an unknown category.
         """
         from pycocotools.coco import COCO
 
@@ -843,9 +875,13 @@ class CocoDataset(Dataset):
             raise FileNotFoundError(f"{annotation_json}: no such COCO annotation file")
         if not os.path.isdir(image_dir):
             raise FileNotFoundError(f"{image_dir}: no such image folder (for {annotation_json})")
+        data = _read_json(annotation_json)
+        _check_coco(data, annotation_json)
+        coco = COCO()
+        coco.dataset = data
         try:
-            with contextlib.redirect_stdout(io.StringIO()):  # COCO() prints progress lines.
-                coco = COCO(annotation_json)
+            with contextlib.redirect_stdout(io.StringIO()):  # createIndex() prints progress lines.
+                coco.createIndex()
         except (ValueError, AssertionError, KeyError, TypeError) as exc:
             raise DatasetError(f"{annotation_json}: not a COCO annotation file ({exc!r})") from exc
 
@@ -882,7 +918,22 @@ class CocoDataset(Dataset):
                 annotations = [a for a in annotations if not a.get("iscrowd", 0)]
             self.add_image(self.source, image_id=image_id, path=os.path.join(image_dir, image["file_name"]),
                            width=image["width"], height=image["height"], annotations=annotations,
-                           coco_index=coco_index)
+                           coco_index=coco_index, annotation_json=annotation_json)
+
+    def load_image(self, image_id: int) -> np.ndarray:
+        """The image as uint8 RGB [H, W, 3], checked against the width and height its COCO file records.
+
+        Raises:
+            ImageReadError: the file cannot be decoded.
+            DatasetError: the file's size differs from the recorded one (the masks would not line up).
+        """
+        info = self.image_info[image_id]
+        image = read_image(info["path"])
+        if image.shape[:2] != (info["height"], info["width"]):
+            raise DatasetError(f"{info['path']}: the image is {image.shape[1]}x{image.shape[0]} (width x height) but "
+                               f"{info.get('annotation_json')} records {info['width']}x{info['height']}; the masks "
+                               "would not line up with it")
+        return image
 
     def load_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Instance masks of an image from its annotations.
@@ -914,6 +965,69 @@ class CocoDataset(Dataset):
         if not instances:
             return np.zeros([height, width, 0], bool), np.zeros([0], np.int32)
         return np.stack(instances, axis=-1), np.array(class_ids, np.int32)
+
+
+def _is_finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _read_json(path: str) -> object:
+    """The parsed JSON of ``path``; a file that is not JSON (or nested too deeply to parse) is a DatasetError."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: not a JSON file ({exc})") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: the JSON is nested too deeply to read; not a COCO annotation file") from None
+
+
+def _check_coco(data: object, path: str) -> None:
+    """Refuse what pycocotools would crash on, or drop without a word, when it reads a COCO file.
+
+    Every image needs an ``id``, a ``file_name`` and a positive integer ``width`` and ``height``; every annotation an
+    ``image_id`` among the images, a ``category_id`` among the categories, and a segmentation: an RLE object, or a
+    non-empty list of polygons of at least 3 points (``[x1, y1, x2, y2, x3, y3, ...]``, finite numbers).
+
+    Raises:
+        DatasetError: the first problem, naming ``path`` and the image or annotation id.
+    """
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: not a COCO annotation file (a JSON {type(data).__name__}, not an object)")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DatasetError(f"{path}: not a COCO annotation file (the key {key!r} is missing or not a list)")
+    for index, image in enumerate(data["images"]):
+        if not (isinstance(image, dict) and "id" in image and isinstance(image.get("file_name"), str)
+                and all(isinstance(image.get(k), int) and not isinstance(image.get(k), bool) and image[k] > 0
+                        for k in ("width", "height"))):
+            raise DatasetError(f"{path}: image #{index} ({image!r:.100}) needs an 'id', a 'file_name' and a positive "
+                               "integer 'width' and 'height'")
+
+    def ids(items: list) -> set:
+        return {item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), Hashable)}
+
+    image_ids, category_ids = ids(data["images"]), ids(data["categories"])
+    for index, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict):
+            raise DatasetError(f"{path}: annotation #{index} is not an object")
+        where = f"{path}: annotation id {ann['id']!r}" if "id" in ann else f"{path}: annotation #{index} (no id)"
+        for key, known, what in (("image_id", image_ids, "images"), ("category_id", category_ids, "categories")):
+            value = ann.get(key)
+            if not (isinstance(value, Hashable) and value in known):
+                raise DatasetError(f"{where}: {key} {value!r} is not in {what!r}")
+        segmentation = ann.get("segmentation")
+        if isinstance(segmentation, dict):
+            continue  # An RLE: pycocotools reads (and checks) it.
+        if not (isinstance(segmentation, list) and segmentation):
+            raise DatasetError(f"{where}: no segmentation (masks need polygons or an RLE)")
+        for k, ring in enumerate(segmentation):
+            if not (isinstance(ring, list) and all(_is_finite_number(v) for v in ring)):
+                raise DatasetError(f"{where}: polygon {k} is not a list of finite numbers")
+            if len(ring) < 6 or len(ring) % 2:
+                raise DatasetError(f"{where}: polygon {k} has {len(ring)} coordinates; a polygon needs at least 3 "
+                                   "points, as x1, y1, x2, y2, x3, y3, ...")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -32,7 +32,10 @@ the newest run of the config: the same run folder, the epoch counter, the split 
 
 Full-resolution ISIC images (up to 6000 px) are decoded at ``--max-side`` (default: the input size) and the
 resized copies cached under ``--cache-dir`` (default ``<logs>/cache``), so every epoch after the first reads
-small files. Errors in the arguments or the data are one line on stderr and exit status 2.
+small files. Errors in the arguments or the data are one line on stderr and exit status 2: also a data error found
+during training (an unreadable image or mask, a mask of another size than its image), which stops the run and keeps
+the checkpoints written so far. ``--logs`` and ``--cache-dir`` are checked (created, writable) before the data is
+read.
 
 Python::
 
@@ -65,7 +68,7 @@ import re
 from collections import Counter
 from typing import Sequence
 
-from mrcnn.atomic import write_bytes_atomic
+from mrcnn.atomic import OutputDirError, ensure_output_dir, write_bytes_atomic
 
 __all__ = ["COCO_WEIGHTS", "Stage", "UsageError", "build_parser", "default_schedule", "main", "make_split",
            "parse_schedule"]
@@ -198,11 +201,6 @@ def _load_data(args, cache_dir: str | None, max_side: int | None):
 
     if args.dataset is not None:
         root = args.dataset
-        if not os.path.isdir(root):
-            raise UsageError(f"dataset folder not found: {root}")
-        if not os.listdir(root):
-            raise UsageError(f"dataset folder is empty: {root} (expected an ISIC download, e.g. "
-                             f"ISIC-2017_Training_Data/ and ISIC-2017_Training_Part1_GroundTruth/)")
         dataset = IsicDataset()
         dataset.load_isic(root, subset=args.subset, classes=args.classes, max_side=max_side, cache_dir=cache_dir)
         dataset.prepare()
@@ -211,10 +209,6 @@ def _load_data(args, cache_dir: str | None, max_side: int | None):
         labels = dict(zip(keys, diagnoses)) if all(d is not None for d in diagnoses) else None
         return dataset, keys, labels
 
-    if not os.path.isfile(args.annotations):
-        raise UsageError(f"annotations file not found: {args.annotations}")
-    if not os.path.isdir(args.images):
-        raise UsageError(f"image folder not found: {args.images} (for {args.annotations})")
     dataset = CocoDataset()
     dataset.load_coco(args.annotations, args.images)
     dataset.prepare()
@@ -233,8 +227,46 @@ def _load_data(args, cache_dir: str | None, max_side: int | None):
 
 
 def _read_ids(path: str) -> list[str]:
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.strip() for line in f if line.strip()]
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{path}: not UTF-8 text ({error.reason}); expected one image id a line, as this "
+                         "script writes it") from None
+
+
+def _read_run_record(path: str) -> dict:
+    """The ``run.json`` of a run folder ({} when there is none)."""
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(f"{path}: not a valid run record ({error}); repair it or move it away to resume") from None
+    if not isinstance(record, dict):
+        raise UsageError(f"{path}: not a valid run record (a JSON {type(record).__name__}, not an object); repair "
+                         "it or move it away to resume")
+    return record
+
+
+def _record_data_errors(dataset, errors: list) -> None:
+    """Make ``dataset.load_image`` / ``load_mask`` append the DatasetError they raise to ``errors`` (then re-raise).
+
+    Keras loads the training batches in tf.data, which turns an exception of the loader into a TensorFlow error
+    whose message is the whole traceback; ``errors`` keeps the original, which names the file and the problem.
+    """
+    from mrcnn.dataset import DatasetError
+
+    for name in ("load_image", "load_mask"):
+        def recorded(image_id, _load=getattr(dataset, name)):
+            try:
+                return _load(image_id)
+            except DatasetError as error:
+                errors.append(error)
+                raise
+
+        setattr(dataset, name, recorded)
 
 
 def _write_text(path: str, text: str) -> None:
@@ -447,6 +479,17 @@ def _check_args(args) -> bool:
         raise UsageError("give either --dataset DIR (ISIC layout) or --annotations COCO.json --images DIR")
     if args.annotations is not None and args.images is None:
         raise UsageError("--annotations needs --images DIR (the folder of the images it lists)")
+    if args.dataset is not None:
+        if not os.path.isdir(args.dataset):
+            raise UsageError(f"dataset folder not found: {args.dataset}")
+        if not os.listdir(args.dataset):
+            raise UsageError(f"dataset folder is empty: {args.dataset} (expected an ISIC download, e.g. "
+                             f"ISIC-2017_Training_Data/ and ISIC-2017_Training_Part1_GroundTruth/)")
+    else:
+        if not os.path.isfile(args.annotations):
+            raise UsageError(f"annotations file not found: {args.annotations}")
+        if not os.path.isdir(args.images):
+            raise UsageError(f"image folder not found: {args.images} (for {args.annotations})")
     if not 0.0 <= args.val_fraction < 1.0:
         raise UsageError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
     if args.val_steps is not None and args.val_steps < 0:
@@ -491,6 +534,12 @@ def _run(args) -> int:
     cache_dir = os.path.join(args.logs, "cache") if args.cache_dir is None else (args.cache_dir or None)
     if args.dataset is None or max_side is None:
         cache_dir = None
+    try:  # Before anything slow: a bad --logs or --cache-dir would otherwise fail after the data is read.
+        for folder in (args.logs, cache_dir):
+            if folder is not None:
+                ensure_output_dir(folder)
+    except OutputDirError as error:
+        raise UsageError(str(error)) from None
     dataset, keys, labels = _load_data(args, cache_dir, max_side)
     config = make_config(light=light, classes=args.classes, **{"NUM_CLASSES": dataset.num_classes, **overrides})
     seed = 0 if config.SEED is None else int(config.SEED)
@@ -516,10 +565,7 @@ def _run(args) -> int:
                          f"same minute); wait a minute, use another --logs, or resume it with --weights last")
     os.makedirs(run_dir, exist_ok=True)
     run_file = os.path.join(run_dir, "run.json")
-    record = {}
-    if os.path.isfile(run_file):
-        with open(run_file, encoding="utf-8") as f:
-            record = json.load(f)
+    record = _read_run_record(run_file)
     if pretrained is None:  # A checkpoint: as the run it came from, else as the backbone allows.
         pretrained = bool(record.get("pretrained", not light))
 
@@ -527,6 +573,10 @@ def _run(args) -> int:
     position = {k: i for i, k in enumerate(keys)}
     train_set = _subset(dataset, [position[k] for k in train_ids])
     val_set = _subset(dataset, [position[k] for k in val_ids]) if val_ids else None
+    data_errors: list = []
+    for subset in (train_set, val_set):
+        if subset is not None:
+            _record_data_errors(subset, data_errors)
     if val_set is None:
         config.VALIDATION_STEPS = 0
     elif args.val_steps is not None:
@@ -564,8 +614,16 @@ def _run(args) -> int:
         lr = config.LEARNING_RATE * stage.lr_factor
         print(f"Stage {number}/{len(stages)}: layers {stage.layers}, epochs {model.epoch + 1}-{stage.epochs}, "
               f"lr {lr:g}")
-        model.train(train_set, val_set, learning_rate=lr, epochs=stage.epochs, layers=stage.layers,
-                    augmentation=augmentation)
+        try:
+            model.train(train_set, val_set, learning_rate=lr, epochs=stage.epochs, layers=stage.layers,
+                        augmentation=augmentation)
+        except Exception as error:
+            if not data_errors:
+                raise
+            from mrcnn.dataset import DatasetError
+
+            raise DatasetError(f"{data_errors[0]} (training stopped; the checkpoints written so far are in "
+                               f"{run_dir})") from error
     print(f"Done: checkpoints in {run_dir}")
     return 0
 

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from . import utils
+from .dataset import DatasetError
 
 __all__ = ["compose_image_meta", "parse_image_meta", "mold_image", "unmold_image", "load_image_gt",
            "MaskRCNNSequence", "data_generator", "apply_augmentation"]
@@ -111,7 +112,8 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None, u
         Instances whose mask is empty after resizing/augmentation are dropped.
 
     Raises:
-        ValueError: the mask does not match the image size (names the image).
+        DatasetError (a ValueError): the mask does not match the image size, or the masks their class ids (names
+            the image).
     """
     image = dataset.load_image(image_id)
     mask, class_ids = dataset.load_mask(image_id)
@@ -119,13 +121,14 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None, u
     class_ids = np.asarray(class_ids, dtype=np.int32)
     if mask.ndim != 3 or (mask.shape[-1] and mask.shape[:2] != image.shape[:2]):
         if not (mask.ndim == 3 and mask.shape[-1] == 0):
-            raise ValueError(
+            raise DatasetError(
                 f"{dataset.image_reference(image_id)}: mask shape {mask.shape} does not match image shape "
                 f"{image.shape[:2]} (expected [H, W, N] with the image's H and W)")
     if mask.shape[-1] == 0:
         mask = np.zeros(image.shape[:2] + (0,), dtype=bool)
     if len(class_ids) != mask.shape[-1]:
-        raise ValueError(f"{dataset.image_reference(image_id)}: {mask.shape[-1]} masks but {len(class_ids)} class ids")
+        raise DatasetError(f"{dataset.image_reference(image_id)}: {mask.shape[-1]} masks but {len(class_ids)} class "
+                           "ids")
     original_shape = image.shape
     image, window, scale, padding, crop = utils.resize_image(
         image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE, max_dim=config.IMAGE_MAX_DIM,

@@ -15,7 +15,12 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-class ImageReadError(ValueError):
+class DatasetError(ValueError):
+    """Data on disk that cannot be used as asked: an unreadable image or mask, a mask of the wrong size, a malformed
+    label or annotation file. The message names the file (or folder) and the problem."""
+
+
+class ImageReadError(DatasetError):
     """An image file that cannot be decoded; the message names the file and the problem."""
 
 

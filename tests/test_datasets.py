@@ -286,6 +286,85 @@ def test_label_csv_marked_both_classes_is_an_error(tmp_path):
         IsicDataset().load_isic(root)
 
 
+def _write_csv(root, text: bytes) -> str:
+    path = os.path.join(root, "ISIC-2017_Training_Part3_GroundTruth.csv")
+    with open(path, "wb") as f:
+        f.write(text)
+    return path
+
+
+@pytest.mark.parametrize("row, message", [
+    (b"ISIC_0000002,1.0", r"line 3: ISIC_0000002 has no 'seborrheic_keratosis' value \(the row has fewer columns"),
+    (b"ISIC_0000002,nan,0.0", r"line 3: ISIC_0000002: melanoma 'nan' is not a finite number"),
+    (b"ISIC_0000002,0.0,inf", r"line 3: ISIC_0000002: seborrheic_keratosis 'inf' is not a finite number"),
+    (b"ISIC_0000002,no,0.0", r"line 3: ISIC_0000002: melanoma 'no' is not a number"),
+    (b"ISIC_0000002,0.0,0.0 \xe9t\xe9", r"line 3: not UTF-8 text \(byte 0xe9"),
+])
+def test_label_csv_errors_name_the_file_row_and_problem(tmp_path, row, message):
+    root = str(tmp_path)
+    make_2017(root)
+    path = _write_csv(root, b"image_id,melanoma,seborrheic_keratosis\nISIC_0000001,0.0,0.0\n" + row + b"\n")
+    for classes in ("lesion", "diagnosis"):
+        with pytest.raises(DatasetError, match=message) as info:
+            IsicDataset().load_isic(root, classes=classes)
+        assert str(info.value).startswith(f"{path}, line ")
+
+
+def test_label_csv_2018_short_row(tmp_path):
+    root = str(tmp_path)
+    make_2018(root)
+    path = os.path.join(root, "ISIC2018_Task3_Training_GroundTruth", "ISIC2018_Task3_Training_GroundTruth.csv")
+    with open(path, "a") as f:
+        f.write("ISIC_0000004,1.0\n")
+    with pytest.raises(DatasetError, match=r"line 6: ISIC_0000004 has no 'NV' value"):
+        IsicDataset().load_isic(root)
+
+
+def test_label_csv_with_a_byte_order_mark(tmp_path):
+    root = str(tmp_path)
+    make_2017(root)
+    _write_csv(root, b"\xef\xbb\xbfimage_id,melanoma,seborrheic_keratosis\nISIC_0000001,1.0,0.0\n"
+                     b"ISIC_0000002,0.0,1.0\n")
+    ds = IsicDataset()
+    ds.load_isic(root, classes="diagnosis")
+    assert [info["diagnosis"] for info in ds.image_info] == ["melanoma", "seborrheic_keratosis"]
+
+
+def test_masks_without_an_image_are_named_in_a_warning(tmp_path, caplog):
+    root = str(tmp_path)
+    make_2017(root, ids=("ISIC_0000001", "ISIC_0000002", "ISIC_0000003"))
+    os.remove(os.path.join(root, "ISIC-2017_Training_Data", "ISIC_0000002.jpg"))
+    os.remove(os.path.join(root, "ISIC-2017_Training_Data", "ISIC_0000003.jpg"))
+    ds = IsicDataset()
+    with caplog.at_level(logging.WARNING, logger=datasets.__name__):
+        ds.load_isic(root)
+    assert [info["image_id"] for info in ds.image_info] == ["ISIC_0000001"]  # The image folder decides.
+    [record] = [r for r in caplog.records if "no image" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert ("2 mask(s) with no image in" in record.getMessage()
+            and "ISIC_0000002_segmentation.png, ISIC_0000003_segmentation.png" in record.getMessage())
+
+
+def test_zero_one_mask_is_read_as_binary(tmp_path):
+    lesion = box_mask(8, 6, 1, 2, 4, 6)
+    zero_one, zero_255 = str(tmp_path / "zero_one.png"), str(tmp_path / "zero_255.png")
+    Image.fromarray(lesion.astype(np.uint8)).save(zero_one)  # Values 0 and 1, not 0 and 255.
+    write_mask(zero_255, lesion)
+    np.testing.assert_array_equal(datasets.read_mask(zero_one), lesion)
+    np.testing.assert_array_equal(datasets.read_mask(zero_255), lesion)
+    # Shrunk, the 0/1 mask gives what the 0/255 one gives (area average, then > 127).
+    np.testing.assert_array_equal(datasets.read_mask(zero_one, max_side=4), datasets.read_mask(zero_255, max_side=4))
+    Image.fromarray(np.where(lesion, 127, 0).astype(np.uint8)).save(zero_255)  # The 0/255 rule: 127 is background.
+    assert not datasets.read_mask(zero_255).any()
+
+
+def test_data_errors_are_one_class():
+    from mrcnn import dataset as core
+
+    assert DatasetError is core.DatasetError and issubclass(core.ImageReadError, DatasetError)
+    assert issubclass(DatasetError, ValueError)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Full-resolution images: max_side and cache_dir.
 
@@ -485,6 +564,52 @@ def test_coco_dataset_missing_image_file(tmp_path):
     json_path, image_dir = make_coco(tmp_path, with_second_image=False)
     with pytest.raises(FileNotFoundError, match=r"b\.png: image file listed in .*instances\.json is missing"):
         CocoDataset().load_coco(json_path, image_dir)
+
+
+def _coco_with(tmp_path, edit):
+    json_path, image_dir = make_coco(tmp_path)
+    with open(json_path) as f:
+        data = json.load(f)
+    edit(data)
+    with open(json_path, "w") as f:
+        json.dump(data, f)
+    return json_path, image_dir
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["annotations"][0].update(segmentation=[[100, 100, 200, 200]]),
+     r"annotation id 1: polygon 0 has 4 coordinates; a polygon needs at least 3 points"),
+    (lambda d: d["annotations"][0].update(segmentation=[[2, 3, 12, 3, 12, "8", 2, 8]]),
+     r"annotation id 1: polygon 0 is not a list of finite numbers"),
+    (lambda d: d["annotations"][0].update(segmentation=[]), r"annotation id 1: no segmentation"),
+    (lambda d: d["annotations"][2].update(image_id=7), r"annotation id 3: image_id 7 is not in 'images'"),
+    (lambda d: d["annotations"][2].update(category_id=4), r"annotation id 3: category_id 4 is not in 'categories'"),
+    (lambda d: d["images"][1].pop("height"), r"image #1 .* needs an 'id', a 'file_name' and a positive integer"),
+])
+def test_coco_file_problems_name_the_file_and_annotation(tmp_path, edit, message):
+    json_path, image_dir = _coco_with(tmp_path, edit)
+    with pytest.raises(DatasetError, match=message) as info:
+        CocoDataset().load_coco(json_path, image_dir)
+    assert str(info.value).startswith(json_path)
+
+
+def test_coco_file_nested_too_deeply(tmp_path):
+    json_path, image_dir = make_coco(tmp_path)
+    with open(json_path, "w") as f:
+        f.write("[" * 100000)
+    with pytest.raises(DatasetError, match="nested too deeply") as info:
+        CocoDataset().load_coco(json_path, image_dir)
+    assert str(info.value).startswith(json_path)
+
+
+def test_coco_image_of_another_size_than_recorded(tmp_path):
+    json_path, image_dir = _coco_with(tmp_path, lambda d: d["images"][1].update(width=12))
+    ds = CocoDataset()
+    ds.load_coco(json_path, image_dir)
+    ds.prepare()
+    assert ds.load_image(0).shape == (16, 20, 3)
+    with pytest.raises(DatasetError, match=r"b\.png: the image is 10x10 .*instances\.json records 12x10"):
+        ds.load_image(1)
 
 
 # ----------------------------------------------------------------------------------------------------------------

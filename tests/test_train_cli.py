@@ -261,6 +261,119 @@ def test_usage_errors(tmp_path, capsys, argv, message):
     assert not [d for d in os.listdir(tmp_path) if d.startswith("lesion")]  # No run folder.
 
 
+@pytest.fixture(scope="module")
+def trained_logs(tmp_path_factory):
+    """A logs folder holding one run of the light config trained for one epoch on a copy of the fixture data."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("trained")
+    shutil.copytree(ISIC, root / "isic2017")
+    logs = root / "logs"
+    assert main(["--dataset", str(root / "isic2017"), *TINY, "--epochs", "1", "--weights", "none",
+                 "--logs", str(logs)]) == 0
+    return root
+
+
+def _copy_run(trained_logs, tmp_path):
+    """A copy of the trained data and logs: (data folder, logs folder, run folder)."""
+    import shutil
+
+    shutil.copytree(trained_logs, tmp_path, dirs_exist_ok=True)
+    logs = tmp_path / "logs"
+    [run] = _run_dirs(logs)
+    return tmp_path / "isic2017", logs, logs / run
+
+
+@pytest.mark.parametrize("damage", ["truncated image", "mask of another size"])
+def test_data_error_during_training_is_one_line_and_keeps_the_checkpoints(trained_logs, tmp_path, capsys, damage):
+    from PIL import Image
+
+    data, logs, run = _copy_run(trained_logs, tmp_path)
+    if damage == "truncated image":
+        bad = data / "ISIC-2017_Training_Data" / "ISIC_0012090.jpg"
+        raw = bad.read_bytes()
+        bad.write_bytes(raw[: len(raw) // 3])  # The header is intact (the data set loads), the pixels are cut.
+    else:
+        bad = data / "ISIC-2017_Training_Part1_GroundTruth" / "ISIC_0012090_segmentation.png"
+        Image.new("L", (40, 30)).save(bad)
+    first = run / "mask_rcnn_lesion_light_0001.h5"
+    before = first.read_bytes()
+    capsys.readouterr()
+    # Six steps of one image and one validation image: every image of the data set is read in epoch 2.
+    argv = ["--dataset", str(data), *TINY, "--steps-per-epoch", "6", "--epochs", "2", "--weights", "last",
+            "--logs", str(logs)]
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"error: {bad}: ")
+    assert ("not a readable image" if damage == "truncated image" else "the mask is 40x30") in line
+    assert f"checkpoints written so far are in {run}" in line
+    assert first.read_bytes() == before and not (run / "mask_rcnn_lesion_light_0002.h5").exists()
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("run.json", b'{"pretrained": false, "commands": [', "not a valid run record"),
+    ("run.json", b"[1, 2]", "not a valid run record (a JSON list, not an object)"),
+    ("val_ids.txt", b"ISIC_0000001\n\xff\xfe\n", "not UTF-8 text"),
+])
+def test_damaged_run_folder_is_named_when_resuming(trained_logs, tmp_path, capsys, name, content, message):
+    data, logs, run = _copy_run(trained_logs, tmp_path)
+    (run / name).write_bytes(content)
+    capsys.readouterr()
+    assert main(["--dataset", str(data), *TINY, "--epochs", "2", "--weights", "last", "--logs", str(logs)]) == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"error: {run / name}: {message}")
+    assert (run / name).read_bytes() == content  # Left for the user to repair.
+    assert not (run / "mask_rcnn_lesion_light_0002.h5").exists()
+
+
+@pytest.mark.parametrize("option, case", [("--logs", "a file"), ("--logs", "under a file"),
+                                          ("--cache-dir", "under a file"), ("--logs", "not writable")])
+def test_bad_output_folders_are_reported_before_the_data_is_read(tmp_path, monkeypatch, capsys, option, case):
+    import types
+
+    from lesion import train
+    from mrcnn import atomic
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    folder = {"a file": a_file, "under a file": a_file / "sub", "not writable": tmp_path / "read_only"}[case]
+    if case == "not writable":  # As a non-root user on a folder without write permission (root writes anyway).
+        def denied(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(atomic, "tempfile", types.SimpleNamespace(mkstemp=denied))
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("read the data before checking the output folders")
+
+    monkeypatch.setattr(train, "_load_data", no_loading)
+    argv = ["--dataset", ISIC, "--config", "light", "--weights", "none", "--logs", str(tmp_path / "logs"),
+            option, str(folder)]
+    assert main(argv) == 2
+    problem = {"a file": "is a file, not a folder", "under a file": f"{a_file} is a file, not a folder",
+               "not writable": "the folder is not writable (Permission denied)"}[case]
+    assert _error_line(capsys) == f"error: {folder}: {problem}"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["annotations"][2].update(segmentation=[[100, 100, 200, 200]]),
+     "annotation id 3: polygon 0 has 4 coordinates; a polygon needs at least 3 points"),
+    (lambda d: d["annotations"][2].update(image_id=99), "annotation id 3: image_id 99 is not in 'images'"),
+    (lambda d: d.clear(), "the JSON is nested too deeply to read"),
+])
+def test_bad_coco_annotations_name_the_file_and_annotation(tmp_path, capsys, edit, message):
+    coco = tmp_path / "train.json"
+    _tiny_coco(str(coco))
+    data = json.loads(coco.read_text())
+    edit(data)
+    coco.write_text(json.dumps(data) if data else "[" * 100000)  # Cleared: nested too deeply to parse.
+    argv = ["--annotations", str(coco), "--images", IMAGES, *TINY, "--steps-per-epoch", "1", "--epochs", "1",
+            "--weights", "none", "--logs", str(tmp_path / "logs")]
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"error: {coco}: ") and message in line
+
+
 def test_argparse_errors_return_2(capsys):
     assert main(["--layers", "heads", "--schedule", "all:1"]) == 2  # Mutually exclusive.
     assert "not allowed with" in capsys.readouterr().err
