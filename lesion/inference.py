@@ -424,9 +424,11 @@ def load_model(weights: str | None = None, config_name: str | None = None, class
         raise UsageError(f"cannot build the model: {exc}") from exc
     try:
         model.load_weights(path, by_name=False)
-    except (weightslib.WeightsMismatchError, weightslib.WeightsFileError) as exc:
+    except weightslib.WeightsMismatchError as exc:
         raise UsageError(f"{exc}\nThe model was built with --config {config_name} --classes {classes}; a file "
                          "trained with other config attributes needs them again with --set KEY=VALUE.") from exc
+    except weightslib.WeightsFileError as exc:  # unreadable, damaged: the model's settings are not the question
+        raise UsageError(str(exc)) from exc
     return model, ModelInfo(weights=path, config_name=config_name, classes=classes,
                             class_names=["BG"] + names_of(classes))
 

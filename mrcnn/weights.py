@@ -94,7 +94,8 @@ _COCO_HINT = (f"Get the COCO weights (matterport release v2.0, mask_rcnn_coco.h5
 
 
 class WeightsFileError(OSError):
-    """The weight file cannot be read: not HDF5, truncated, or not in the Keras-2 layout."""
+    """The weight file cannot be read: not readable (permissions), not HDF5, truncated, not in the Keras-2 layout,
+    or holding NaN or infinite values."""
 
 
 class WeightsMismatchError(ValueError):
@@ -317,6 +318,22 @@ def _open_error_message(path: str, error: Exception) -> str:
             f"delete the file and download it again. (h5py: {error})")
 
 
+def _unreadable_message(path: str, error: Exception) -> str:
+    return (f"{path}: the file is not readable (permission denied): give this user read access to it, or copy it "
+            f"somewhere readable. ({error})")
+
+
+def _check_finite(value: np.ndarray, path: str, layer: str, weight_name: str) -> None:
+    """Raise a WeightsFileError naming the file, layer and dataset when a float value is NaN or infinite."""
+    if not np.issubdtype(value.dtype, np.floating):
+        return
+    bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+    if bad:
+        raise WeightsFileError(f"{path}: layer '{layer}', weight '{weight_name}' holds {bad:,} NaN or infinite values "
+                               f"(of {np.size(value):,}): the file is damaged (or was written by a training run "
+                               "that diverged); nothing was loaded")
+
+
 def _weights_root(f: h5py.File, path: str):
     """The group holding ``layer_names``: the root, or ``model_weights`` in a full-model file."""
     if "layer_names" in f.attrs or "layer_names0" in f.attrs:
@@ -414,7 +431,8 @@ def load_weights(model: keras.Model, filepath: str | os.PathLike, by_name: bool 
 
     Raises:
         FileNotFoundError: no such file (the message says where to get the COCO weights).
-        WeightsFileError: not an HDF5 file, truncated (the message gives its size), or not in the Keras-2 layout.
+        WeightsFileError: not readable (permissions), not an HDF5 file, truncated (the message gives its size), not
+            in the Keras-2 layout, or a NaN or infinite value (the message names the layer and dataset).
         WeightsMismatchError: a shape or weight-count mismatch (unless skip_mismatch), a layer name used twice
             in the model, or, with by_name=False, layers missing on either side.
     """
@@ -426,6 +444,8 @@ def load_weights(model: keras.Model, filepath: str | os.PathLike, by_name: bool 
         raise FileNotFoundError(_missing_file_message(path))
     try:
         f = h5py.File(path, "r")
+    except PermissionError as error:
+        raise WeightsFileError(_unreadable_message(path, error)) from error
     except OSError as error:
         raise WeightsFileError(_open_error_message(path, error)) from error
 
@@ -443,13 +463,18 @@ def load_weights(model: keras.Model, filepath: str | os.PathLike, by_name: bool 
                 f"{report.model_only[:10]}; not in the model: {report.file_only[:10]}. Load with by_name=True "
                 "(and exclude=[...]) to load the layers the two share.")
 
-        # Read every value before assigning any, so an unreadable (truncated) dataset leaves the model unchanged.
+        # Read (and check) every value before assigning any, so an unreadable (truncated) dataset or a NaN leaves
+        # the model unchanged.
         assignments = []
         try:
             for unit, name, order in plan:
                 weight_names = file_groups[name][0]
                 for var, i in zip(unit.variables, order):
-                    assignments.append((var, _cast(root[name][weight_names[i]][()], var)))
+                    value = np.asarray(root[name][weight_names[i]][()])
+                    _check_finite(value, path, name, weight_names[i])
+                    assignments.append((var, _cast(value, var)))
+        except WeightsFileError:
+            raise
         except (KeyError, ValueError, RuntimeError, OSError) as error:
             raise WeightsFileError(_open_error_message(path, error)) from error
 

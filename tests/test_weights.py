@@ -347,6 +347,46 @@ def test_truncated_file_reports_its_size(tmp_path, rng, model):
         np.testing.assert_array_equal(old, new)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_values_are_refused_and_the_model_unchanged(tmp_path, rng, model, bad):
+    path = tmp_path / "diverged.h5"
+    write_matterport_h5(path, small_layout(), rng)
+    with h5py.File(path, "r+") as f:
+        f["mrcnn_mask/mrcnn_mask/kernel:0"][0, 0, 1, 2] = bad  # The last group read: everything else is fine.
+    before = model_values(model)
+    with pytest.raises(WeightsFileError) as info:
+        load_weights(model, path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: layer 'mrcnn_mask', weight 'mrcnn_mask/kernel:0' holds 1 NaN or infinite")
+    for old, new in zip(before, model_values(model)):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_unreadable_file_is_a_permission_problem_not_a_corrupt_one(tmp_path, rng, model, monkeypatch):
+    path = tmp_path / "mask_rcnn_coco.h5"
+    write_matterport_h5(path, small_layout(), rng)
+
+    def denied(name, mode="r", *args, **kwargs):  # What h5py raises for a file without read permission.
+        raise PermissionError(13, f"Unable to synchronously open file (unable to open file: name = '{name}', "
+                                  "errno = 13, error message = 'Permission denied', flags = 0, o_flags = 0)")
+
+    monkeypatch.setattr(W.h5py, "File", denied)
+    with pytest.raises(WeightsFileError) as info:
+        load_weights(model, path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: the file is not readable (permission denied)")
+    assert "corrupt" not in message and "delete" not in message and "download" not in message
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files without permission")
+def test_file_without_read_permission(tmp_path, rng, model):
+    path = tmp_path / "w.h5"
+    write_matterport_h5(path, small_layout(), rng)
+    path.chmod(0)
+    with pytest.raises(WeightsFileError, match=r"the file is not readable \(permission denied\)"):
+        load_weights(model, path)
+
+
 def test_not_an_hdf5_file(tmp_path, model):
     path = tmp_path / "page.h5"
     path.write_text("<html>Not Found</html>")
