@@ -26,7 +26,9 @@ Behaviour for the ambiguous cases:
 
 - **Ids.** Images and annotations are renumbered 1, 2, ... in export order (makesense numbers annotations from 0,
   which pycocotools mishandles). Category ids are kept as exported (makesense numbers them 1..K in its label list
-  order) unless ``category_map`` fixes them; VGG labels are numbered in order of first appearance.
+  order) unless ``category_map`` fixes them; VGG labels are numbered in order of first appearance. A category id
+  that is not an integer (``1.5``) is an error, and so is a COCO annotation whose ``image_id`` is not among the
+  images: makesense exports only annotations of the images it lists, so the file is damaged or was edited.
 - **Categories.** Every category is kept, used or not, so ids stay stable between exports of the same project;
   unused ones are listed in the report. With ``category_map``, the output categories are exactly the map and a
   used export label missing from it is an error.
@@ -175,6 +177,11 @@ class ConversionReport:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_integer(value: Any) -> bool:
+    """An integer, also written as a float (``2.0``), but not ``1.5``, NaN or a bool."""
+    return _is_number(value) and math.isfinite(value) and float(value).is_integer()
 
 
 def clean_ring(coords: Sequence[float], width: float, height: float) -> tuple[list[float], int]:
@@ -378,6 +385,9 @@ def _load_json(export_path: str) -> Any:
         return json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise _sniff_non_json(export_path, raw) from None
+    except RecursionError:
+        message = f"{export_path}: the JSON is nested too deeply to read; not a makesense.ai export"
+        raise MakesenseError(message) from None
 
 
 def detect_format(data: Any, export_path: str = "<export>") -> str:
@@ -459,7 +469,7 @@ def _parse_coco(data: dict, export_path: str, report: ConversionReport) -> tuple
             raise MakesenseError(f"{export_path}: the COCO key {key!r} is missing or not a list")
     categories: list[dict] = []
     for cat in data["categories"]:
-        if not (isinstance(cat, dict) and _is_number(cat.get("id")) and isinstance(cat.get("name"), str)):
+        if not (isinstance(cat, dict) and _is_integer(cat.get("id")) and isinstance(cat.get("name"), str)):
             raise MakesenseError(f"{export_path}: bad category {cat!r}: needs an integer 'id' and a string 'name'")
         categories.append({"id": int(cat["id"]), "name": cat["name"]})
     ids = [c["id"] for c in categories]
@@ -483,12 +493,11 @@ def _parse_coco(data: dict, export_path: str, report: ConversionReport) -> tuple
         if not isinstance(ann, dict):
             raise MakesenseError(f"{export_path}: annotation #{index} is not an object")
         ref = f"annotation id {ann['id']}" if "id" in ann else f"annotation #{index} (no id)"
-        entry = entries.get(ann.get("image_id"))
-        if entry is None:
-            message = f"{export_path}: {ref}: image_id {ann.get('image_id')!r} is not in 'images'; dropped"
-            report.dropped_annotations.append(message)
-            report.warn(message)
-            continue
+        image_id = ann.get("image_id")
+        entry = entries.get(image_id) if isinstance(image_id, (int, float, str)) else None
+        if entry is None:  # makesense exports only annotations of the images they list (docs/makesense-formats.md).
+            raise MakesenseError(f"{export_path}: {ref}: image_id {image_id!r} is not in 'images'; the export is "
+                                 "damaged or was edited")
         segmentation = ann.get("segmentation")
         shape = _Shape(ref, segmentation if isinstance(segmentation, list) else [])
         if isinstance(segmentation, dict):
@@ -500,6 +509,9 @@ def _parse_coco(data: dict, export_path: str, report: ConversionReport) -> tuple
         if ann.get("iscrowd") not in (None, 0):
             report.warn(f"{entry.file_name}: {ref}: iscrowd={ann['iscrowd']!r} written as iscrowd 0")
         if "category_id" in ann and ann["category_id"] is not None:
+            if not _is_integer(ann["category_id"]):
+                raise MakesenseError(f"{export_path}: {ref} (image {entry.file_name!r}): category_id "
+                                     f"{ann['category_id']!r} is not an integer category id")
             if ann["category_id"] in cat_names:
                 shape.label = cat_names[ann["category_id"]]
             else:
@@ -748,7 +760,7 @@ def convert_with_report(
 
     images: list[dict] = []
     annotations: list[dict] = []
-    clamped_annotations = 0
+    clamped_annotations: list[str] = []  # "<file name> (<annotation>)" of each annotation with clamped vertices.
     for entry in labelled:
         width, height = sizes[entry.file_name]
         image_id = len(images) + 1
@@ -788,7 +800,8 @@ def convert_with_report(
                 report.warn(message)
                 continue
             report.clamped_vertices += clamped
-            clamped_annotations += clamped > 0
+            if clamped:
+                clamped_annotations.append(f"{entry.file_name} ({shape.ref})")
             kept.append(
                 {
                     "id": len(annotations) + len(kept) + 1,
@@ -808,9 +821,12 @@ def convert_with_report(
         images.append({"id": image_id, "file_name": entry.file_name, "width": width, "height": height})
         annotations.extend(kept)
     if report.clamped_vertices:
+        shown = ", ".join(clamped_annotations[:5]) + (
+            f" and {len(clamped_annotations) - 5} more" if len(clamped_annotations) > 5 else ""
+        )
         report.warn(
             f"{export_path}: clamped {report.clamped_vertices} vertices outside their image onto the border "
-            f"in {clamped_annotations} annotations"
+            f"in {len(clamped_annotations)} annotations: {shown}"
         )
     if not annotations:
         raise MakesenseError(f"{export_path}: no usable polygon annotation left after cleaning; nothing to write")

@@ -232,8 +232,10 @@ def test_category_map_fixes_ids_and_refuses_unknown_labels(tmp_path, images):
 def test_vertices_beyond_the_border_are_clamped(tmp_path, images):
     ring = [-5, -5, 20, -5, 20, 20, -5, 20]  # Clamped to the square (0, 0)-(20, 20): 400 pixels.
     export = coco_export([("a.png", 50, 40)], [coco_annotation(0, 1, ring)], ["lesion"])
-    with pytest.warns(MakesenseWarning, match="clamped 3 vertices"):
+    with pytest.warns(MakesenseWarning, match="clamped 3 vertices") as record:
         coco, report = convert_with_report(_coco_file(tmp_path, export), images)
+    [warning] = [str(w.message) for w in record if "clamped" in str(w.message)]
+    assert warning.endswith("in 1 annotations: a.png (annotation id 0)")  # The image file and the annotation.
     ann = coco["annotations"][0]
     assert ann["segmentation"] == [[0.0, 0.0, 20.0, 0.0, 20.0, 20.0, 0.0, 20.0]]
     assert ann["bbox"] == [0.0, 0.0, 20.0, 20.0]
@@ -368,15 +370,55 @@ def test_include_unlabelled_adds_image_files_without_annotations(tmp_path, image
     assert gt.getAnnIds(imgIds=[2, 3]) == []
 
 
-def test_coco_quirks_annotation_to_unknown_image_and_category(tmp_path, images):
-    anns = [coco_annotation(0, 1, SQUARE), coco_annotation(1, 7, SQUARE), coco_annotation(2, 1, SQUARE, 9)]
+def test_coco_quirks_annotation_to_unknown_category(tmp_path, images):
+    anns = [coco_annotation(0, 1, SQUARE), coco_annotation(2, 1, SQUARE, 9)]
     export = coco_export([("a.png", 50, 40)], anns, ["lesion"])
     with pytest.warns(MakesenseWarning) as record:
         coco, _ = convert_with_report(_coco_file(tmp_path, export), images)
     messages = " | ".join(str(w.message) for w in record)
-    assert "annotation id 1: image_id 7 is not in 'images'" in messages
     assert "a.png: annotation id 2: category_id 9 is not in 'categories'" in messages
     assert len(coco["annotations"]) == 1
+
+
+def test_annotation_of_an_image_not_in_the_export_is_an_error(tmp_path, images, capsys):
+    """makesense exports only annotations of the images it lists (docs/makesense-formats.md): another is damage."""
+    anns = [coco_annotation(0, 1, SQUARE), coco_annotation(1, 7, SQUARE)]
+    path = _coco_file(tmp_path, coco_export([("a.png", 50, 40)], anns, ["lesion"]))
+    with pytest.raises(MakesenseError, match=re.escape(f"{path}: annotation id 1: image_id 7 is not in 'images'")):
+        _convert(path, images)
+    out = tmp_path / "train.json"
+    assert main([path, "--images", images, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: annotation id 1: image_id 7") and err.count("\n") == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["category", "annotation"])
+def test_non_integer_category_id_is_an_error(tmp_path, images, where):
+    ann = coco_annotation(3, 1, SQUARE, 1.5 if where == "annotation" else 1)
+    export = coco_export([("a.png", 50, 40)], [ann], ["lesion", "hair"])
+    if where == "category":
+        export["categories"][0]["id"] = 1.5
+    path = _coco_file(tmp_path, export)
+    message = "bad category .*'id': 1.5.*needs an integer 'id'" if where == "category" else (
+        r"annotation id 3 \(image 'a\.png'\): category_id 1\.5 is not an integer")
+    with pytest.raises(MakesenseError, match=message) as info:
+        _convert(path, images)
+    assert str(info.value).startswith(path)
+    export["categories"][0]["id"] = 1.0  # An integer written as a float is fine.
+    ann["category_id"] = 2.0
+    coco, _ = _convert(_coco_file(tmp_path, export), images)
+    assert coco["annotations"][0]["category_id"] == 2
+
+
+def test_deeply_nested_json_is_a_clear_error(tmp_path, images, capsys):
+    path = tmp_path / EXPORT_NAME
+    path.write_text("[" * 100000)
+    with pytest.raises(MakesenseError, match="nested too deeply"):
+        _convert(str(path), images)
+    assert main([str(path), "--images", images, "--out", str(tmp_path / "out.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: the JSON is nested too deeply") and err.count("\n") == 1
 
 
 # ----------------------------------------------------------------------------------------------------------------
