@@ -75,6 +75,7 @@ __all__ = [
     "read_mask",
     "resized_size",
     "split_ids",
+    "read_ids",
 ]
 
 log = logging.getLogger(__name__)
@@ -1037,6 +1038,20 @@ def _check_coco(data: object, path: str) -> None:
 def _rank(seed: int, image_id: str) -> str:
     """A seed-dependent, machine- and version-independent sort key of an id (SHA-256 of seed and id)."""
     return hashlib.sha256(f"{seed}:{image_id}".encode("utf-8")).hexdigest()
+
+
+def read_ids(path: str) -> list[str]:
+    """The image ids of a text file, one a line (``val_ids.txt`` of a training run); blank lines are skipped.
+
+    Raises:
+        DatasetError: the file is not UTF-8 text (the message names it).
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.strip() for line in f if line.strip()]
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text ({exc.reason}); expected one image id a line, as "
+                           "lesion/train.py writes it") from None
 
 
 def split_ids(

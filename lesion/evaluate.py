@@ -143,12 +143,9 @@ def run_val_ids(weights: str) -> list[str] | None:
     path = os.path.join(os.path.dirname(os.path.abspath(weights)), "val_ids.txt")
     if not os.path.isfile(path):
         return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [line.strip() for line in f if line.strip()]
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason}); expected one image id a line, "
-                         "as lesion/train.py writes it") from None
+    from lesion.datasets import read_ids
+
+    return read_ids(path)
 
 
 def _select(dataset: Any, args: argparse.Namespace, info: inference.ModelInfo | None) -> tuple[list[str], str]:

@@ -226,15 +226,6 @@ def _load_data(args, cache_dir: str | None, max_side: int | None):
     return dataset, keys, labels
 
 
-def _read_ids(path: str) -> list[str]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [line.strip() for line in f if line.strip()]
-    except UnicodeDecodeError as error:
-        raise UsageError(f"{path}: not UTF-8 text ({error.reason}); expected one image id a line, as this "
-                         "script writes it") from None
-
-
 def _read_run_record(path: str) -> dict:
     """The ``run.json`` of a run folder ({} when there is none)."""
     if not os.path.isfile(path):
@@ -504,9 +495,11 @@ def _check_args(args) -> bool:
 
 def _split(args, run_dir: str, resumed: bool, keys: list[str], labels, seed: int) -> tuple[list[str], list[str]]:
     """The run's (train_ids, val_ids): the resumed run's ``val_ids.txt``, else :func:`make_split`."""
+    from lesion.datasets import read_ids
+
     val_file = os.path.join(run_dir, "val_ids.txt")
     if resumed and os.path.isfile(val_file):
-        val_ids = _read_ids(val_file)
+        val_ids = read_ids(val_file)
         unknown = sorted(set(val_ids) - set(keys))
         if unknown:
             raise UsageError(f"{val_file}: {len(unknown)} held-out ids of the resumed run are not in this data set "

@@ -182,19 +182,8 @@ def test_run_where_no_image_can_be_evaluated_writes_nothing(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["a file", "under a file", "not writable"])
-def test_bad_out_is_reported_before_anything_is_loaded(tmp_path, monkeypatch, capsys, case):
-    import types
-
-    from mrcnn import atomic
-
-    a_file = tmp_path / "results"
-    a_file.write_text("not a folder")
-    out = {"a file": a_file, "under a file": a_file / "eval", "not writable": tmp_path / "read_only"}[case]
-    if case == "not writable":  # As a non-root user on a folder without write permission (root writes anyway).
-        def denied(*args, **kwargs):
-            raise PermissionError(13, "Permission denied")
-
-        monkeypatch.setattr(atomic, "tempfile", types.SimpleNamespace(mkstemp=denied))
+def test_bad_out_is_reported_before_anything_is_loaded(tmp_path, monkeypatch, capsys, bad_output_folder, case):
+    out, problem = bad_output_folder(case)
 
     def no_loading(*args, **kwargs):
         raise AssertionError("loaded the model or data before checking --out")
@@ -203,10 +192,8 @@ def test_bad_out_is_reported_before_anything_is_loaded(tmp_path, monkeypatch, ca
     monkeypatch.setattr(evaluate, "load_dataset", no_loading)
     assert evaluate.main(["--dataset", str(DATASET), "--out", str(out), "--quiet"]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
-    problem = {"a file": "is a file, not a folder", "under a file": f"{a_file} is a file, not a folder",
-               "not writable": "the folder is not writable (Permission denied)"}[case]
     assert line == f"error: {out}: {problem}"
-    assert a_file.read_text() == "not a folder"
+    assert (tmp_path / "a_file").read_text() == "not a folder"
 
 
 def test_label_csv_that_is_not_utf8_is_named(tmp_path, capsys):

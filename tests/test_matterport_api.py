@@ -15,13 +15,8 @@ from mrcnn import utils, visualize
 from mrcnn.anchors import compute_backbone_shapes, get_anchors
 from mrcnn.backbone import light_graph
 from mrcnn.data import data_generator, load_image_gt
-from samples.shapes import ShapesConfig, ShapesDataset
-
-
-class TinyConfig(ShapesConfig):
-    NAME = "tiny"
-    IMAGES_PER_GPU = 1
-    DETECTION_MIN_CONFIDENCE = 0.0  # An untrained model still returns detections.
+from samples.shapes import ShapesDataset
+from tests.test_model import TinyInferenceConfig as TinyConfig
 
 
 @pytest.fixture(scope="module")

@@ -328,20 +328,11 @@ def test_damaged_run_folder_is_named_when_resuming(trained_logs, tmp_path, capsy
 
 @pytest.mark.parametrize("option, case", [("--logs", "a file"), ("--logs", "under a file"),
                                           ("--cache-dir", "under a file"), ("--logs", "not writable")])
-def test_bad_output_folders_are_reported_before_the_data_is_read(tmp_path, monkeypatch, capsys, option, case):
-    import types
-
+def test_bad_output_folders_are_reported_before_the_data_is_read(tmp_path, monkeypatch, capsys, bad_output_folder,
+                                                                  option, case):
     from lesion import train
-    from mrcnn import atomic
 
-    a_file = tmp_path / "a_file"
-    a_file.write_text("not a folder")
-    folder = {"a file": a_file, "under a file": a_file / "sub", "not writable": tmp_path / "read_only"}[case]
-    if case == "not writable":  # As a non-root user on a folder without write permission (root writes anyway).
-        def denied(*args, **kwargs):
-            raise PermissionError(13, "Permission denied")
-
-        monkeypatch.setattr(atomic, "tempfile", types.SimpleNamespace(mkstemp=denied))
+    folder, problem = bad_output_folder(case)
 
     def no_loading(*args, **kwargs):
         raise AssertionError("read the data before checking the output folders")
@@ -350,8 +341,6 @@ def test_bad_output_folders_are_reported_before_the_data_is_read(tmp_path, monke
     argv = ["--dataset", ISIC, "--config", "light", "--weights", "none", "--logs", str(tmp_path / "logs"),
             option, str(folder)]
     assert main(argv) == 2
-    problem = {"a file": "is a file, not a folder", "under a file": f"{a_file} is a file, not a folder",
-               "not writable": "the folder is not writable (Permission denied)"}[case]
     assert _error_line(capsys) == f"error: {folder}: {problem}"
 
 
