@@ -241,25 +241,6 @@ def _read_run_record(path: str) -> dict:
     return record
 
 
-def _record_data_errors(dataset, errors: list) -> None:
-    """Make ``dataset.load_image`` / ``load_mask`` append the DatasetError they raise to ``errors`` (then re-raise).
-
-    Keras loads the training batches in tf.data, which turns an exception of the loader into a TensorFlow error
-    whose message is the whole traceback; ``errors`` keeps the original, which names the file and the problem.
-    """
-    from mrcnn.dataset import DatasetError
-
-    for name in ("load_image", "load_mask"):
-        def recorded(image_id, _load=getattr(dataset, name)):
-            try:
-                return _load(image_id)
-            except DatasetError as error:
-                errors.append(error)
-                raise
-
-        setattr(dataset, name, recorded)
-
-
 def _write_text(path: str, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
@@ -541,6 +522,7 @@ def _run(args) -> int:
     import keras
 
     from lesion.augment import dermoscopy_augmentation
+    from mrcnn.dataset import DatasetError
     from mrcnn.model import MaskRCNN
     from mrcnn.weights import WeightsFileError, WeightsMismatchError
 
@@ -566,10 +548,6 @@ def _run(args) -> int:
     position = {k: i for i, k in enumerate(keys)}
     train_set = _subset(dataset, [position[k] for k in train_ids])
     val_set = _subset(dataset, [position[k] for k in val_ids]) if val_ids else None
-    data_errors: list = []
-    for subset in (train_set, val_set):
-        if subset is not None:
-            _record_data_errors(subset, data_errors)
     if val_set is None:
         config.VALIDATION_STEPS = 0
     elif args.val_steps is not None:
@@ -610,13 +588,8 @@ def _run(args) -> int:
         try:
             model.train(train_set, val_set, learning_rate=lr, epochs=stage.epochs, layers=stage.layers,
                         augmentation=augmentation)
-        except Exception as error:
-            if not data_errors:
-                raise
-            from mrcnn.dataset import DatasetError
-
-            raise DatasetError(f"{data_errors[0]} (training stopped; the checkpoints written so far are in "
-                               f"{run_dir})") from error
+        except DatasetError as error:
+            raise DatasetError(f"{error} (training stopped; the checkpoints written so far are in {run_dir})") from error
     print(f"Done: checkpoints in {run_dir}")
     return 0
 

@@ -192,6 +192,9 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         self.rng = np.random.default_rng(seed if seed is not None else getattr(config, "SEED", None))
         self.epoch = 0
         self._order = self._make_order(0)
+        # The first DatasetError of a worker: Keras hands a loader's exception on from its tf.data pipeline wrapped
+        # in a TensorFlow error whose message is the whole traceback; MaskRCNN.train raises this one instead.
+        self.data_error: DatasetError | None = None
 
     def _make_order(self, epoch: int) -> np.ndarray:
         ids = np.array(self.dataset.image_ids)
@@ -230,8 +233,13 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         for i, image_id in enumerate(ids):
             source = self.dataset.image_info[image_id]["source"]
             aug = None if source in self.no_augmentation_sources else self.augmentation
-            image, meta, class_ids, boxes, masks = load_image_gt(
-                self.dataset, cfg, image_id, augmentation=aug, use_mini_mask=cfg.USE_MINI_MASK)
+            try:
+                image, meta, class_ids, boxes, masks = load_image_gt(
+                    self.dataset, cfg, image_id, augmentation=aug, use_mini_mask=cfg.USE_MINI_MASK)
+            except DatasetError as error:
+                if self.data_error is None:
+                    self.data_error = error
+                raise
             if len(class_ids) > max_gt:
                 keep = rng.choice(len(class_ids), max_gt, replace=False)
                 class_ids, boxes, masks = class_ids[keep], boxes[keep], masks[..., keep]

@@ -161,11 +161,10 @@ class MaskRCNN:
             checkpoints = sorted(f for f in os.listdir(dir_path)
                                  if f.startswith("mask_rcnn") and f.endswith(".h5"))
             if checkpoints:
-                if dir_name != dir_names[-1]:
-                    skipped = ", ".join(dir_names[dir_names.index(dir_name) + 1:])
-                    logger.warning("find_last: no checkpoint in the newer run director%s %s under %s; using %s",
-                                   "y" if skipped.count(",") == 0 else "ies", skipped, self.model_dir,
-                                   os.path.join(dir_name, checkpoints[-1]))
+                skipped = dir_names[dir_names.index(dir_name) + 1:]
+                if skipped:
+                    logger.warning("find_last: no checkpoint in the newer run folder(s) %s under %s; using %s",
+                                   ", ".join(skipped), self.model_dir, os.path.join(dir_name, checkpoints[-1]))
                 return os.path.join(dir_path, checkpoints[-1])
         import errno
         raise FileNotFoundError(errno.ENOENT, f"Could not find weight files in {self.model_dir}/{dir_names[-1]}")
@@ -257,6 +256,9 @@ class MaskRCNN:
 
         Returns:
             The Keras ``History`` (None when already at ``epochs``).
+
+        Raises:
+            mrcnn.dataset.DatasetError: an image or mask could not be loaded (the message names the file).
         """
         if self.mode != "training":
             raise ValueError("Create the model in training mode to train it")
@@ -281,9 +283,17 @@ class MaskRCNN:
         if self.epoch >= epochs:
             logger.info("Already at epoch %d >= %d: nothing to train", self.epoch, epochs)
             return None
-        history = self.keras_model.fit(
-            train_seq, initial_epoch=self.epoch, epochs=epochs, validation_data=val_seq, callbacks=callbacks,
-            verbose=verbose)
+        try:
+            history = self.keras_model.fit(
+                train_seq, initial_epoch=self.epoch, epochs=epochs, validation_data=val_seq, callbacks=callbacks,
+                verbose=verbose)
+        except Exception as error:
+            # The data set error (it names the file) rather than the TensorFlow error that wraps it; the checkpoints
+            # of the epochs before stay written.
+            data_error = train_seq.data_error or (val_seq.data_error if val_seq is not None else None)
+            if data_error is None:
+                raise
+            raise data_error from error
         self.epoch = max(self.epoch, epochs)
         self._infer_fns = {}
         return history

@@ -176,6 +176,26 @@ def test_checkpoint_is_written_each_epoch_and_training_resumes(tmp_path):
     assert resumed.epoch == 2
 
 
+def test_an_unreadable_image_during_training_raises_the_data_error_that_names_it(tmp_path):
+    from mrcnn.dataset import ImageReadError
+
+    train = _shapes(4, 1)
+    load, calls = train.load_image, []
+
+    def broken_after_the_first_epoch(image_id):
+        # From the second epoch on, Keras reads the batches through tf.data, which wraps a loader's exception in
+        # a TensorFlow error whose message is the whole traceback.
+        calls.append(image_id)
+        if len(calls) > 4:  # 2 steps of 2 images (the workers may read ahead into the second epoch)
+            raise ImageReadError(f"shape_{image_id}.png: not a readable image")
+        return load(image_id)
+
+    train.load_image = broken_after_the_first_epoch
+    model = modellib.MaskRCNN("training", TinyShapesConfig(), model_dir=str(tmp_path))
+    with pytest.raises(ImageReadError, match=r"^shape_\d\.png: not a readable image$"):
+        model.train(train, None, learning_rate=0.01, epochs=2, layers="heads", verbose=0)
+
+
 def test_layer_presets_freeze_the_backbone(tmp_path):
     model = modellib.MaskRCNN("training", TinyShapesConfig(), model_dir=str(tmp_path))
     model.set_trainable(modellib.LAYER_PRESETS["heads"], verbose=0)
