@@ -80,6 +80,9 @@ class Config:
     DETECTION_MAX_INSTANCES = 100
     DETECTION_MIN_CONFIDENCE = 0.7
     DETECTION_NMS_THRESHOLD = 0.3
+    # False: NMS per class (matterport's); True: one NMS over all classes, so overlapping boxes of different
+    # classes are one detection (the class distribution of the highest-scoring box).
+    DETECTION_CLASS_AGNOSTIC_NMS = False
 
     # Optimisation.
     LEARNING_RATE = 0.001

@@ -177,7 +177,7 @@ class MaskRCNNSequence(keras.utils.PyDataset):
 
     def __init__(self, dataset, config, shuffle: bool = True, augmentation=None, steps: int | None = None,
                  workers: int | None = None, seed: int | None = None, no_augmentation_sources=None,
-                 max_queue_size: int = 10):
+                 max_queue_size: int = 10, initial_epoch: int = 0):
         workers = int(workers if workers is not None else getattr(config, "DATA_WORKERS", 2))
         super().__init__(workers=max(workers, 1), use_multiprocessing=False, max_queue_size=max_queue_size)
         if not len(dataset.image_ids):
@@ -192,6 +192,8 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         self.rng = np.random.default_rng(seed if seed is not None else getattr(config, "SEED", None))
         self.epoch = 0
         self._order = self._make_order(0)
+        for _ in range(int(initial_epoch)):  # The order of epoch initial_epoch, as if the earlier ones had run.
+            self.on_epoch_end()
         # The first DatasetError of a worker: Keras hands a loader's exception on from its tf.data pipeline wrapped
         # in a TensorFlow error whose message is the whole traceback; MaskRCNN.train raises this one instead.
         self.data_error: DatasetError | None = None

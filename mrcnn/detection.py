@@ -27,11 +27,14 @@ class DetectionLayer(keras.layers.Layer):
     - class_probs [B, max_detections, C]: the full class distribution of each detection.
 
     Per-class NMS runs as one NMS call: each class's boxes are shifted by ``2 * class_id`` so that boxes of
-    different classes never overlap (no Python loop over classes).
+    different classes never overlap (no Python loop over classes). With ``class_agnostic=True`` (config
+    DETECTION_CLASS_AGNOSTIC_NMS) the boxes are not shifted: a box suppresses overlapping boxes of every class,
+    so one object gets one detection, with the class distribution of the highest-scoring box (for one object a
+    picture, such as a lesion, whose class is a diagnosis rather than another object).
     """
 
     def __init__(self, max_detections: int = 100, min_confidence: float = 0.7, nms_threshold: float = 0.3,
-                 std_dev: Sequence[float] = (0.1, 0.1, 0.2, 0.2), **kwargs):
+                 std_dev: Sequence[float] = (0.1, 0.1, 0.2, 0.2), class_agnostic: bool = False, **kwargs):
         # No input casting under a mixed precision policy: boxes, scores and deltas are decoded in float32, not
         # rounded to float16 / bfloat16 first (this layer has no variables).
         kwargs.setdefault("autocast", False)
@@ -40,6 +43,7 @@ class DetectionLayer(keras.layers.Layer):
         self.min_confidence = float(min_confidence)
         self.nms_threshold = float(nms_threshold)
         self.std_dev = [float(s) for s in std_dev]
+        self.class_agnostic = bool(class_agnostic)
 
     def call(self, rois, probs, deltas, window):
         rois = tf.cast(rois, tf.float32)
@@ -53,7 +57,7 @@ class DetectionLayer(keras.layers.Layer):
         roi_valid = tf.reduce_any(tf.not_equal(rois, 0.0), axis=-1)
         keep = roi_valid & (class_ids > 0) & (scores >= self.min_confidence)
         scores = tf.where(keep, scores, -1.0)
-        shifted = boxes + 2.0 * tf.cast(class_ids, tf.float32)[..., None]
+        shifted = boxes if self.class_agnostic else boxes + 2.0 * tf.cast(class_ids, tf.float32)[..., None]
         d = self.max_detections
 
         def one_image(args):
@@ -72,5 +76,5 @@ class DetectionLayer(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(max_detections=self.max_detections, min_confidence=self.min_confidence,
-                      nms_threshold=self.nms_threshold, std_dev=self.std_dev)
+                      nms_threshold=self.nms_threshold, std_dev=self.std_dev, class_agnostic=self.class_agnostic)
         return config

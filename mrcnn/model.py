@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import utils
+from . import train_state, utils
 from .atomic import atomic_path
 from .data import (MaskRCNNSequence, compose_image_meta, data_generator, load_image_gt, mold_image,
                    parse_image_meta, unmold_image)
@@ -187,6 +187,9 @@ class MaskRCNN:
         report = weights.load_weights(self.keras_model, filepath, by_name=by_name, exclude=exclude)
         self.set_log_dir(filepath)
         self._infer_fns = {}
+        # The optimizer state written beside a checkpoint: train() restores it when it continues the same stage.
+        state = train_state.state_path(filepath)
+        self._resume_state = state if self.epoch and os.path.isfile(state) else None
         return report
 
     def save_weights(self, filepath):
@@ -203,6 +206,11 @@ class MaskRCNN:
 
     # ----------------------------------------------------------------------------------------------------
     # Training.
+
+    def _random_states(self) -> list:
+        """The state variables of the model's random generators (saved with each checkpoint's training state)."""
+        generator = getattr(self.keras_model, "seed_generator", None)
+        return [generator.state] if generator is not None else []
 
     def set_trainable(self, layer_regex: str, keras_model=None, indent=0, verbose=1):
         """Make the layers whose name fully matches ``layer_regex`` trainable and freeze the rest."""
@@ -241,7 +249,7 @@ class MaskRCNN:
         self.keras_model.compile(optimizer=optimizer, jit_compile=False)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
-              custom_callbacks=None, no_augmentation_sources=None, verbose=1):
+              custom_callbacks=None, no_augmentation_sources=None, verbose=1, stop_epoch=None):
         """Train up to epoch ``epochs`` (a total, as matterport), writing a checkpoint after every epoch.
 
         Args:
@@ -253,6 +261,8 @@ class MaskRCNN:
             custom_callbacks: extra Keras callbacks.
             no_augmentation_sources: dataset sources never augmented.
             verbose: Keras progress display (1: progress bar with the five losses, 2: one line per epoch).
+            stop_epoch: stop after this epoch although the stage goes on to ``epochs`` (a chunk of a long run):
+                the optimizer state saved with the checkpoint lets a later call continue the stage exactly.
 
         Returns:
             The Keras ``History`` (None when already at ``epochs``).
@@ -264,8 +274,10 @@ class MaskRCNN:
             raise ValueError("Create the model in training mode to train it")
         layer_regex = LAYER_PRESETS.get(layers, layers)
         cfg = self.config
+        # The image order continues from the model's epoch, so a resumed run sees what an uninterrupted one would.
         train_seq = MaskRCNNSequence(train_dataset, cfg, shuffle=True, augmentation=augmentation,
-                                     steps=cfg.STEPS_PER_EPOCH, no_augmentation_sources=no_augmentation_sources)
+                                     steps=cfg.STEPS_PER_EPOCH, no_augmentation_sources=no_augmentation_sources,
+                                     initial_epoch=self.epoch)
         val_seq = None
         if val_dataset is not None and cfg.VALIDATION_STEPS:
             val_seq = MaskRCNNSequence(val_dataset, cfg, shuffle=True, steps=cfg.VALIDATION_STEPS,
@@ -283,9 +295,18 @@ class MaskRCNN:
         if self.epoch >= epochs:
             logger.info("Already at epoch %d >= %d: nothing to train", self.epoch, epochs)
             return None
+        self._stage = (layer_regex, int(epochs))
+        resume_state, self._resume_state = getattr(self, "_resume_state", None), None
+        if resume_state is not None:
+            train_state.restore_optimizer(self.keras_model.optimizer, self.keras_model.trainable_variables,
+                                          resume_state, layer_regex, epochs)
+            train_state.restore_random_states(self._random_states(), resume_state)
+        end = epochs if stop_epoch is None else min(int(epochs), int(stop_epoch))
+        if self.epoch >= end:
+            return None
         try:
             history = self.keras_model.fit(
-                train_seq, initial_epoch=self.epoch, epochs=epochs, validation_data=val_seq, callbacks=callbacks,
+                train_seq, initial_epoch=self.epoch, epochs=end, validation_data=val_seq, callbacks=callbacks,
                 verbose=verbose)
         except Exception as error:
             # The data set error (it names the file) rather than the TensorFlow error that wraps it; the checkpoints
@@ -294,7 +315,7 @@ class MaskRCNN:
             if data_error is None:
                 raise
             raise data_error from error
-        self.epoch = max(self.epoch, epochs)
+        self.epoch = max(self.epoch, end)
         self._infer_fns = {}
         return history
 
@@ -583,6 +604,10 @@ class CheckpointCallback(keras.callbacks.Callback):
         from . import weights
 
         path = self.mrcnn.checkpoint_path.format(epoch=epoch + 1)
+        # The state first: a checkpoint never lies beside the state of an earlier epoch.
+        layer_regex, stage_epochs = self.mrcnn._stage
+        train_state.save_train_state(path, self.model.optimizer, layer_regex, stage_epochs, epoch + 1,
+                                     self.mrcnn._random_states())
         weights.save_weights(self.mrcnn.keras_model, path)
         self.mrcnn.epoch = epoch + 1
         logger.info("Saved %s", path)

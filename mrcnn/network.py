@@ -68,6 +68,7 @@ def model_kwargs(config) -> dict:
         detection_max_instances=int(config.DETECTION_MAX_INSTANCES),
         detection_min_confidence=float(config.DETECTION_MIN_CONFIDENCE),
         detection_nms_threshold=float(config.DETECTION_NMS_THRESHOLD),
+        detection_class_agnostic_nms=bool(config.DETECTION_CLASS_AGNOSTIC_NMS),
         use_mini_mask=bool(config.USE_MINI_MASK),
         mask_head_depth=int(getattr(config, "MASK_HEAD_DEPTH", 256)),
         rpn_head_depth=int(getattr(config, "RPN_HEAD_DEPTH", 512)),
@@ -94,7 +95,8 @@ class MaskRCNNModel(keras.Model):
                  bbox_std_dev=(0.1, 0.1, 0.2, 0.2), pool_size: int = 7, mask_pool_size: int = 14,
                  mask_shape=(28, 28), train_rois_per_image: int = 200, roi_positive_ratio: float = 0.33,
                  detection_max_instances: int = 100, detection_min_confidence: float = 0.7,
-                 detection_nms_threshold: float = 0.3, use_mini_mask: bool = True,
+                 detection_nms_threshold: float = 0.3, detection_class_agnostic_nms: bool = False,
+                 use_mini_mask: bool = True,
                  proposals_append_gt: bool = True, mask_head_depth: int = 256,
                  rpn_head_depth: int = 512, train_bn=False, jit_compile_backbone: bool = False,
                  winograd: bool = True, loss_weights=None, seed=None, compute_backbone_shape=None, **kwargs):
@@ -112,6 +114,7 @@ class MaskRCNNModel(keras.Model):
             mask_pool_size=mask_pool_size, mask_shape=list(mask_shape), train_rois_per_image=train_rois_per_image,
             roi_positive_ratio=roi_positive_ratio, detection_max_instances=detection_max_instances,
             detection_min_confidence=detection_min_confidence, detection_nms_threshold=detection_nms_threshold,
+            detection_class_agnostic_nms=detection_class_agnostic_nms,
             use_mini_mask=use_mini_mask, proposals_append_gt=proposals_append_gt,
             mask_head_depth=mask_head_depth, rpn_head_depth=rpn_head_depth, train_bn=train_bn,
             jit_compile_backbone=jit_compile_backbone, winograd=winograd,
@@ -135,7 +138,8 @@ class MaskRCNNModel(keras.Model):
         self.proposals_inference = ProposalLayer(post_nms_rois_inference, rpn_nms_threshold, pre_nms_limit,
                                                  rpn_bbox_std_dev, name="ROI_inference")
         self.detection = DetectionLayer(detection_max_instances, detection_min_confidence,
-                                        detection_nms_threshold, bbox_std_dev, name="mrcnn_detection")
+                                        detection_nms_threshold, bbox_std_dev,
+                                        class_agnostic=detection_class_agnostic_nms, name="mrcnn_detection")
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in ("loss",) + LOSS_NAMES}
         # XLA compiles the backbone + FPN only: the rest has data-dependent shapes (NMS, sampling) that XLA

@@ -106,3 +106,17 @@ def test_detection_layer_under_mixed_precision_decodes_in_float32():
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
     assert got[0][0, 0, 5] == np.float32(0.9987)
+
+
+def test_detection_layer_class_agnostic_nms_keeps_one_box_per_object():
+    # R1 of class 2 (0.85) overlaps R0 of class 1 (0.9) at IoU 0.875: per class both stay, class-agnostic only R0,
+    # with R0's class distribution.
+    per_class, _ = _run(DetectionLayer(5, 0.7, 0.3), [ROIS], [PROBS])
+    agnostic, class_probs = _run(DetectionLayer(5, 0.7, 0.3, class_agnostic=True), [ROIS], [PROBS])
+    np.testing.assert_allclose(per_class[0, :3, 4], [1, 2, 1])
+    np.testing.assert_allclose(agnostic[0], [R0 + [1, 0.9],
+                                             [0.5, 0.5, 0.95, 0.9, 1, 0.75],
+                                             [0] * 6, [0] * 6, [0] * 6], atol=1e-6)
+    np.testing.assert_allclose(class_probs[0, :2], [PROBS[0], PROBS[5]], atol=1e-6)
+    clone = DetectionLayer.from_config(DetectionLayer(5, class_agnostic=True).get_config())
+    assert clone.class_agnostic
