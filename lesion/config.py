@@ -45,6 +45,8 @@ class LesionConfig(Config):
     # An ISIC image always shows a lesion: keep even an unsure top detection (the mask rule of detect.py and
     # evaluate.py takes the top-scoring one; the score is reported with it).
     DETECTION_MIN_CONFIDENCE = 0.1
+    # One lesion, one diagnosis: a box of one diagnosis suppresses the overlapping boxes of the others.
+    DETECTION_CLASS_AGNOSTIC_NMS = True
     STEPS_PER_EPOCH = 100
     VALIDATION_STEPS = 10
     LEARNING_RATE = 0.001

@@ -12,6 +12,11 @@ Per image ``<stem>`` (the input's name without extension; a second input with th
   detection (``--mask-rule top``, the default: an ISIC image shows one lesion) or the union of all detections
   (``--mask-rule union``). An image with no detection gets an all-zero mask.
 - ``<stem>_overlay.jpg``: the image with each detection's mask outline, box, class and score.
+
+Each lesion is one detection: detections whose masks lie mostly inside a higher-scoring one's are merged into it
+(:func:`lesion.inference.merge_overlapping`). With a one-class lesion model (the bundled one), the diagnosis of each
+lesion comes from the second stage, the classifier of the masked lesion (``weights/lesion_classifier.npz``,
+``--classifier``); the score stays the detection's.
 - with ``--crops``: ``<stem>_lesion<k>.png`` for detection k = 1, 2, ... in decreasing score: its bounding box
   cut out as an RGBA PNG, pixels outside the mask transparent and black.
 
@@ -242,8 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stems = output_stems(paths)
-    print(f"{len(paths)} images, model {info.weights} ({info.config_name}, {info.classes}); writing to {out_dir}",
-          file=sys.stderr)
+    second = f", diagnosis by {info.classifier_path}" if info.classifier is not None else ""
+    print(f"{len(paths)} images, model {info.weights} ({info.config_name}, {info.classes}{second}); writing to "
+          f"{out_dir}", file=sys.stderr)
 
     rows: list[dict] = []
     coco_images: list[dict] = []
@@ -257,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for (index, path), p, result, error in detections:
             if error is None:
                 try:
+                    result = inference.finish_result(result, p.image, info)
                     row, coco_image, anns = _process(path, stems[index], p, result, index + 1, len(annotations) + 1,
                                                      args, out_dir, info)
                 except OSError as exc:

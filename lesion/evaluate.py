@@ -151,8 +151,9 @@ def run_val_ids(weights: str) -> list[str] | None:
 def _select(dataset: Any, args: argparse.Namespace, info: inference.ModelInfo | None) -> tuple[list[str], str]:
     """The ids to score and where the split came from.
 
-    The split of the training run that wrote the checkpoint (its ``val_ids.txt``) is used when it exists, covers
-    only images of this data set, and no ``--seed`` / ``--val-fraction`` was given; else the seeded split.
+    The split of the training run that wrote the checkpoint (its ``val_ids.txt``, of which the ids of this data
+    set) is used when it exists, names images of this data set, and no ``--seed`` / ``--val-fraction`` was given;
+    else the seeded split.
     """
     all_ids = sorted(entry["image_id"] for entry in dataset.image_info)
     if args.subset == "all":
@@ -162,13 +163,13 @@ def _select(dataset: Any, args: argparse.Namespace, info: inference.ModelInfo | 
         recorded = run_val_ids(info.weights)
         if recorded is not None:
             where = os.path.join(os.path.dirname(info.weights), "val_ids.txt")
-            unknown = sorted(set(recorded) - set(all_ids))
-            if not unknown:
-                held_out = set(recorded)
+            # A run trained on several folders lists the held-out ids of all of them: this folder's are its own.
+            held_out = set(recorded) & set(all_ids)
+            if held_out:
                 ids = sorted(held_out) if args.subset == "validation" else [i for i in all_ids if i not in held_out]
                 return ids, f"the training run's {where}"
-            print(f"note: {where} lists {len(unknown)} ids that are not in {args.dataset} (e.g. {unknown[0]}); "
-                  "using the seeded split", file=sys.stderr)
+            print(f"note: none of the {len(recorded)} ids of {where} is in {args.dataset}; using the seeded split",
+                  file=sys.stderr)
     ids = inference.select_ids(dataset, args.subset, args.seed, val_fraction)
     seed = inference.default_seed() if args.seed is None else args.seed
     return ids, f"split_ids seed {seed}, val_fraction {val_fraction:g}, stratified by diagnosis"
@@ -252,8 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out_dir = Path(ensure_output_dir(args.out))  # Before anything slow.
         if with_model:
             model, info = inference.model_from_args(args)
-        classes = info.classes if info else (args.classes or "lesion")
-        dataset = load_dataset(args.dataset, classes, args.isic_split)
+        # Loaded in lesion mode whatever the model: every image with a mask is scored for the segmentation, the
+        # ones with a diagnosis (their "label") also for the diagnosis.
+        dataset = load_dataset(args.dataset, "lesion", args.isic_split)
         ids, split_source = _select(dataset, args, info)
     except inference.UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -279,6 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gt_coco = {"images": [], "annotations": [], "categories": [
         {"id": i, "name": n} for i, n in enumerate(info.class_names if info else ["BG", "lesion"]) if i]}
     detections: list[dict] = []
+    agnostic_annotations: list[dict] = []  # Every image's lesion, diagnosed or not, for the class-agnostic AP.
     y_true: list[int] = []
     y_probs: list[np.ndarray] = []
     no_detection = 0
@@ -290,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if with_model:
         stream = inference.iter_detections(
-            model, inference.iter_prepared(model, entries, load, workers=args.workers, keep_image=False),
+            model, inference.iter_prepared(model, entries, load, workers=args.workers,
+                                           keep_image=info.classifier is not None),
             args.batch_size)
     else:
         def load_plain(entry: dict) -> inference.Prepared:
@@ -317,24 +321,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    "diagnosis": entry.get("diagnosis") or ""}
             label = entry.get("label")
             if with_model:
+                result = inference.finish_result(result, prepared.image, info)
+                prepared.image = None  # Keep memory flat over a large data set.
                 pred = inference.lesion_mask(result, args.mask_rule)
                 scored = model_eval.process(image_id, pred, gt, pred_box=inference.lesion_box(result, args.mask_rule))
                 row.update({k: scored[k] for k in _ROW_SCORES})
                 k = inference.top_index(result)
                 no_detection += k is None
                 probs = inference.diagnosis_probabilities(result, len(fg_names))
+                masks = np.asarray(result["masks"]).reshape(-1, len(result["scores"]))
+                overlap = masks.T.astype(np.int32) @ masks.astype(np.int32) if masks.size else np.zeros((0, 0))
                 row.update({"detections": len(result["scores"]),
+                            "overlapping_pairs": int(np.count_nonzero(np.triu(overlap, 1))),
                             "top_class": "" if k is None else info.class_names[int(result["class_ids"][k])],
                             "top_score": None if k is None else float(result["scores"][k]),
                             **{f"p_{n}": float(p) for n, p in zip(fg_names, probs)}})
                 gt_coco["images"].append({"id": coco_id, "file_name": os.path.basename(entry["path"]),
                                           "width": width, "height": height})
                 if gt.any():
-                    category = 1 if info.classes == "lesion" else (None if label is None else label + 1)
+                    category = (None if label is None else label + 1) if info.diagnoses else 1
                     if category is not None:
                         gt_coco["annotations"].append(_coco_gt_annotation(gt, coco_id, category))
+                    agnostic_annotations.append(_coco_gt_annotation(gt, coco_id, 1))
                 detections.extend(inference.coco_annotations(result, coco_id, len(detections) + 1))
-                if info.classes == "diagnosis" and label is not None:
+                if info.diagnoses and label is not None:
                     y_true.append(int(label))
                     y_probs.append(probs)
             if with_baseline:
@@ -364,17 +374,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         boxes["box_iou"]["Mask R-CNN"] = [r["box_iou"] for r in model_rows]
         model_report: dict[str, Any] = {
             "weights": info.weights, "config": info.config_name, "classes": info.classes,
+            "classifier": info.classifier_path,
             "mask_rule": args.mask_rule, "min_confidence": float(model.config.DETECTION_MIN_CONFIDENCE),
             "segmentation": segmentation, "images_without_detection": no_detection,
             "coco": metrics.coco_metrics(gt_coco, detections),
         }
-        if info.classes == "diagnosis":
+        if info.diagnoses:
             agnostic_gt = dict(gt_coco, categories=[{"id": 1, "name": "lesion"}],
-                               annotations=[dict(a, category_id=1) for a in gt_coco["annotations"]])
+                               annotations=[dict(a, id=k) for k, a in enumerate(agnostic_annotations, start=1)])
             model_report["coco_class_agnostic"] = metrics.coco_metrics(
                 agnostic_gt, [dict(d, category_id=1) for d in detections])
         model_report["classification"] = None
-        if info.classes != "diagnosis":
+        if not info.diagnoses:
             model_report["classification_note"] = "a lesion model has no diagnosis classes"
         elif not y_true:
             model_report["classification_note"] = "the data set has no diagnosis labels"
@@ -384,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             plots.plot_confusion_matrix(cls["confusion_matrix"], out_dir / "confusion_matrix.png", diagnosis_names)
             plots.plot_roc_curves(y_true, np.stack(y_probs), out_dir / "roc.png", diagnosis_names)
             plots.plot_precision_recall(y_true, np.stack(y_probs), out_dir / "precision_recall.png", diagnosis_names)
+            plots.plot_reliability(y_true, np.stack(y_probs), out_dir / "reliability.png", diagnosis_names)
         report["model"] = model_report
     if with_baseline:
         segmentation, otsu_rows = otsu_eval.evaluate()
@@ -399,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plots.plot_score_boxplot(boxes["box_iou"], out_dir / "box_iou_boxplot.png", "box IoU", threshold=None)
         written += ["jaccard_boxplot.png", "box_iou_boxplot.png"]
     if with_model and report["model"]["classification"] is not None:
-        written += ["confusion_matrix.png", "roc.png", "precision_recall.png"]
+        written += ["confusion_matrix.png", "roc.png", "precision_recall.png", "reliability.png"]
     inference.write_json_atomic(out_dir / "metrics.json", report)
     inference.write_csv_atomic(out_dir / "per_image.csv", rows)
 
@@ -413,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cls is not None:
             print(f"Diagnosis: accuracy {_fmt(cls['accuracy'])}, balanced accuracy {_fmt(cls['balanced_accuracy'])}, "
                   f"melanoma AUC {_fmt(cls['melanoma_auc'])}, seborrheic keratosis AUC "
-                  f"{_fmt(cls['seborrheic_keratosis_auc'])}")
+                  f"{_fmt(cls['seborrheic_keratosis_auc'])}, Brier score {_fmt(cls['brier'])}")
     print(f"\n{_plural(report['n_images'], 'image')} scored in {elapsed:.1f} s. "
           f"Results in {out_dir}/: {', '.join(written)}")
     if failed:

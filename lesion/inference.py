@@ -122,8 +122,9 @@ def validation_split(
 ) -> tuple[list[str], list[str]]:
     """The project's train/validation split of ISIC images (the one ``lesion/train.py`` trains on).
 
-    :func:`lesion.datasets.split_ids` over the sorted image ids, stratified by diagnosis when every image has one
-    (else not stratified). With a data set, call it on an :class:`lesion.datasets.IsicDataset` loaded with the
+    :func:`lesion.datasets.split_ids` over the sorted image ids, stratified by diagnosis when images have one (the
+    images without a diagnosis are a group of their own; no diagnosis at all: not stratified). ``lesion/train.py``
+    splits each ``--dataset`` folder this way on its own. With a data set, call it on an :class:`lesion.datasets.IsicDataset` loaded with the
     same root, official split and ``classes`` as the training (in diagnosis mode the images without an ISIC 2017
     diagnosis are left out before splitting).
 
@@ -131,7 +132,8 @@ def validation_split(
         dataset_or_ids: an :class:`IsicDataset` (its ``image_info[i]["image_id"]``, labels from
             ``image_info[i]["diagnosis"]``), or a sequence of image ids.
         labels: diagnosis per id (sequence aligned with the ids, or mapping id -> diagnosis); taken from the data
-            set when None. If any id has no label (None), the split is not stratified.
+            set when None. Ids without a label (None) are one group; when no id has one, the split is not
+            stratified.
         seed: split seed; None for the lesion config's ``SEED`` (2017).
         val_fraction: fraction of ids in the validation set, in [0, 1).
 
@@ -155,7 +157,7 @@ def validation_split(
     ids = sorted(ids)
     if labels is not None:
         labels = [labels.get(i) for i in ids]
-        if any(label is None for label in labels):
+        if all(label is None for label in labels):
             labels = None
     seed = default_seed() if seed is None else int(seed)
     return split_ids(ids, val_fraction=val_fraction, seed=seed, labels=labels)
@@ -215,6 +217,13 @@ class ModelInfo:
     config_name: str
     classes: str
     class_names: list[str]
+    classifier: Any = None
+    classifier_path: str | None = None
+
+    @property
+    def diagnoses(self) -> bool:
+        """Whether the results carry a diagnosis (a diagnosis Mask R-CNN, or a lesion one with the classifier)."""
+        return self.classes == "diagnosis" or self.classifier is not None
 
 
 def _decode(value: Any) -> str:
@@ -363,8 +372,8 @@ def _check_choice(name: str, given: str | None, from_file: str | None, path: str
 
 def load_model(weights: str | None = None, config_name: str | None = None, classes: str | None = None,
                overrides: Mapping[str, Any] | None = None, logs_dir: str | os.PathLike = DEFAULT_LOGS,
-               min_confidence: float | None = None, batch_size: int | None = None):
-    """Build the inference model and load its weights.
+               min_confidence: float | None = None, batch_size: int | None = None, classifier: str | None = "auto"):
+    """Build the inference model and load its weights, and the diagnosis classifier of a lesion model.
 
     Args:
         weights: a ``.h5`` path, ``"last"``, or None for the bundled model.
@@ -374,9 +383,13 @@ def load_model(weights: str | None = None, config_name: str | None = None, class
         logs_dir: training log folder (``last``; the model's ``model_dir``).
         min_confidence: DETECTION_MIN_CONFIDENCE, or None for the config's (0.1 for the lesion configs).
         batch_size: IMAGES_PER_GPU, or None for the config's.
+        classifier: the second stage that diagnoses the lesions of a one-class (lesion) model
+            (:mod:`lesion.classifier`): ``"auto"`` (the bundled ``weights/lesion_classifier.skops`` with the bundled
+            Mask R-CNN, when both are there), a ``.skops`` path, or ``"none"`` / None.
 
     Returns:
-        ``(model, info)``: a :class:`mrcnn.model.MaskRCNN` in inference mode and a :class:`ModelInfo`.
+        ``(model, info)``: a :class:`mrcnn.model.MaskRCNN` in inference mode and a :class:`ModelInfo`; with a
+        classifier, ``info.class_names`` are the diagnoses (:func:`finish_result` gives them to the results).
 
     Raises:
         UsageError: missing weights, a file that does not fit the asked config, or a bad override.
@@ -429,8 +442,27 @@ def load_model(weights: str | None = None, config_name: str | None = None, class
                          "trained with other config attributes needs them again with --set KEY=VALUE.") from exc
     except weightslib.WeightsFileError as exc:  # unreadable, damaged: the model's settings are not the question
         raise UsageError(str(exc)) from exc
-    return model, ModelInfo(weights=path, config_name=config_name, classes=classes,
-                            class_names=["BG"] + names_of(classes))
+    bundled = DEFAULT_WEIGHTS.is_file() and os.path.samefile(path, DEFAULT_WEIGHTS)
+    clf, clf_path = _load_classifier(classifier if classifier != "auto" or bundled else None, classes)
+    names = ["BG"] + names_of("diagnosis" if clf is not None else classes)
+    return model, ModelInfo(weights=path, config_name=config_name, classes=classes, class_names=names,
+                            classifier=clf, classifier_path=clf_path)
+
+
+def _load_classifier(spec: str | None, classes: str):
+    """``(classifier, path)`` for ``load_model``'s ``classifier`` argument; ``(None, None)`` for none."""
+    from lesion.classifier import CLASSIFIER_PATH, LesionClassifier, LesionClassifierError
+
+    if spec in (None, "none"):
+        return None, None
+    if spec == "auto":  # Given to a diagnosis model on purpose, the classifier replaces its class head.
+        if classes != "lesion" or not os.path.isfile(CLASSIFIER_PATH):
+            return None, None
+        spec = CLASSIFIER_PATH
+    try:
+        return LesionClassifier.load(spec), str(spec)
+    except (FileNotFoundError, LesionClassifierError) as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _shown(path: Path) -> str:
@@ -455,6 +487,9 @@ def add_model_arguments(parser: Any) -> None:
                         help="DETECTION_MIN_CONFIDENCE: detections below this score are dropped (default: the config's, 0.1)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help="images per inference batch (default: the config's IMAGES_PER_GPU)")
+    parser.add_argument("--classifier", default="auto", metavar="PATH|none",
+                        help="the diagnosis classifier of a lesion model (second stage, lesion.classifier); "
+                             "default: the bundled weights/lesion_classifier.skops with the bundled model")
     parser.add_argument("--mask-rule", choices=MASK_RULES, default="top",
                         help="lesion mask of an image: the top-scoring detection's mask (default) or the union "
                              "of all detections")
@@ -470,7 +505,8 @@ def model_from_args(args: Any):
     """:func:`load_model` from the options of :func:`add_model_arguments`."""
     return load_model(weights=args.weights, config_name=args.config, classes=args.classes,
                       overrides=parse_overrides(args.overrides), logs_dir=args.logs,
-                      min_confidence=args.min_confidence, batch_size=args.batch_size)
+                      min_confidence=args.min_confidence, batch_size=args.batch_size,
+                      classifier=getattr(args, "classifier", "auto"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -616,6 +652,73 @@ def _run_batch(model: Any, pending: list) -> Iterator[tuple[Any, Prepared | None
 
 # ----------------------------------------------------------------------------------------------------------------
 # Post-processing.
+
+
+MERGE_OVERLAP = 0.5
+"""A detection whose mask lies more than this fraction inside a higher-scoring one's is the same lesion."""
+
+
+def merge_overlapping(result: Mapping[str, np.ndarray], overlap: float = MERGE_OVERLAP) -> dict:
+    """One detection per lesion: drop each detection whose mask lies mostly (more than ``overlap`` of the smaller
+    mask) inside a higher-scoring detection's; the kept one keeps its own box, mask, score and class
+    probabilities. Detections are visited in decreasing score.
+
+    Args:
+        result: a detection result (``masks`` bool [H, W, N], ``scores`` [N], ``rois``, ``class_ids``, and
+            optionally ``class_probs``).
+        overlap: the fraction of the smaller mask that makes two detections one.
+
+    Returns:
+        A new result with the kept detections, in decreasing score.
+    """
+    scores = np.asarray(result["scores"])
+    masks = np.asarray(result["masks"]).astype(bool)
+    order = np.argsort(-scores, kind="stable")
+    flat = masks.reshape(-1, masks.shape[-1]) if masks.size else np.zeros((0, len(scores)), bool)
+    areas = flat.sum(axis=0)
+    kept: list[int] = []
+    for i in order:
+        same = False
+        for j in kept:
+            inter = int(np.count_nonzero(flat[:, i] & flat[:, j]))
+            smaller = min(areas[i], areas[j])
+            if smaller == 0 or inter > overlap * smaller:
+                same = True
+                break
+        if not same:
+            kept.append(int(i))
+    ix = np.asarray(kept, dtype=int)
+    merged = dict(result)
+    for key, value in result.items():
+        value = np.asarray(value)
+        if key == "masks":
+            merged[key] = value[..., ix]
+        elif value.ndim >= 1 and value.shape[0] == len(scores):
+            merged[key] = value[ix]
+    return merged
+
+
+def finish_result(result: Mapping[str, np.ndarray], image: np.ndarray | None, info: ModelInfo) -> dict:
+    """The lesion application's result of one image: one detection per lesion (:func:`merge_overlapping`) and,
+    with ``info.classifier``, each lesion diagnosed by the classifier from its mask: ``class_ids`` become the
+    diagnoses (``info.class_names``), ``class_probs`` [N, 4] the classifier's probabilities (background 0), and
+    ``scores`` stay the detection scores (how sure the model is that there is a lesion).
+
+    Args:
+        result: the model's result for the image.
+        image: the image (uint8 RGB, the result's size); needed with a classifier.
+        info: the :class:`ModelInfo` of :func:`load_model`.
+    """
+    merged = merge_overlapping(result)
+    if info.classifier is None or not len(merged["scores"]):
+        return merged
+    if image is None:
+        raise ValueError("finish_result: the classifier needs the image")
+    masks = np.asarray(merged["masks"]).astype(bool)
+    probs = info.classifier.predict_proba((image, masks[:, :, i]) for i in range(masks.shape[-1]))
+    merged["class_probs"] = np.concatenate([np.zeros((len(probs), 1)), probs], axis=1).astype(np.float32)
+    merged["class_ids"] = (np.argmax(probs, axis=1) + 1).astype(np.int32)
+    return merged
 
 
 def top_index(result: Mapping[str, np.ndarray]) -> int | None:

@@ -373,7 +373,9 @@ def classification_metrics(
         dict with ``n`` (int), ``accuracy``, ``balanced_accuracy`` (mean per-class recall over the classes present
         in ``y_true``), ``melanoma_auc``, ``seborrheic_keratosis_auc``, ``mean_auc`` (their mean; each AUC is None
         when ``y_true`` holds only one side of that split), ``confusion_matrix`` ([C][C] list of int lists, rows
-        = truth, columns = prediction), ``class_counts`` ({name: number of true samples}) and ``class_names``.
+        = truth, columns = prediction), ``class_counts`` ({name: number of true samples}), ``class_names``, and
+        the calibration: ``brier`` (multi-class Brier score) and ``melanoma_brier`` / ``seborrheic_keratosis_brier``
+        (one vs rest).
 
     Raises:
         ValueError: on inconsistent shapes or labels outside ``[0, C)``.
@@ -409,6 +411,14 @@ def classification_metrics(
         result[f"{name}_auc"] = auc
         aucs.append(auc)
     result["mean_auc"] = None if any(a is None for a in aucs) else float(np.mean(aucs))
+    # Calibration: the multi-class Brier score (mean over images of the squared distance between the probability
+    # vector and the one-hot truth; 0 perfect, a uniform guess over 3 classes 0.667) and one-vs-rest per class.
+    onehot = np.eye(num_classes)[y] if y.size else np.zeros((0, num_classes))
+    result["brier"] = float(np.mean(np.sum((p - onehot) ** 2, axis=1))) if y.size else float("nan")
+    for name in ("melanoma", "seborrheic_keratosis"):
+        if name in names:
+            k = names.index(name)
+            result[f"{name}_brier"] = float(np.mean((p[:, k] - onehot[:, k]) ** 2)) if y.size else float("nan")
     result["confusion_matrix"] = [[int(v) for v in row] for row in cm]
     result["class_counts"] = {name: int(support[k]) for k, name in enumerate(names)}
     result["class_names"] = names

@@ -31,6 +31,7 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_roc_curves",
     "plot_precision_recall",
+    "plot_reliability",
 ]
 
 _CURVE_CLASSES = ("melanoma", "seborrheic_keratosis")
@@ -199,6 +200,58 @@ def plot_roc_curves(
     ax.set_ylabel("true positive rate (sensitivity)")
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize="small")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_reliability(
+    y_true: Sequence[int] | np.ndarray,
+    probs: np.ndarray,
+    path: str | os.PathLike,
+    class_names: Sequence[str] = CLASS_NAMES,
+    classes: Sequence[str] = _CURVE_CLASSES,
+    bins: int = 10,
+    title: str = "Reliability (calibration)",
+) -> str:
+    """Reliability diagram: per probability bin, the fraction of images that truly are the class, one vs rest.
+
+    A calibrated model lies on the diagonal; points below it are over-confident. Bins with no image are not drawn;
+    the legend gives each class's Brier score.
+
+    Args:
+        y_true: [N] int class indices into ``class_names``.
+        probs: [N, C] class probabilities, columns in the order of ``class_names``.
+        path: output PNG file.
+        class_names: [C] class names.
+        classes: the classes to draw, by name.
+        bins: equal-width probability bins on [0, 1].
+        title: figure title.
+
+    Returns:
+        ``path`` as a string.
+    """
+    y, p, names = _curve_inputs(y_true, probs, class_names)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    fig, ax = plt.subplots(figsize=(5.0, 5.0))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="calibrated")
+    for name in classes:
+        k = names.index(name)
+        positive = (y == k).astype(float)
+        which = np.clip(np.digitize(p[:, k], edges[1:-1]), 0, bins - 1)
+        xs, ys = [], []
+        for b in range(bins):
+            inside = which == b
+            if inside.any():
+                xs.append(float(p[inside, k].mean()))
+                ys.append(float(positive[inside].mean()))
+        brier = float(np.mean((p[:, k] - positive) ** 2)) if len(y) else float("nan")
+        ax.plot(xs, ys, marker="o", linewidth=1.5, label=f"{_pretty(name)} (Brier {brier:.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("predicted probability")
+    ax.set_ylabel("observed fraction")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize="small")
     ax.grid(alpha=0.3)
     return _save(fig, path)
 

@@ -196,18 +196,33 @@ def _subset(dataset, positions: Sequence[int]):
 
 
 def _load_data(args, cache_dir: str | None, max_side: int | None):
-    """The whole data set (prepared), the split key of each image, and the labels to stratify by (or None)."""
+    """The whole data set (prepared), the split key of each image, and the split groups.
+
+    The groups: one per ``--dataset`` folder (each folder is split on its own, stratified by diagnosis, so adding a
+    folder leaves the split of the others as it was), or one for a COCO file (stratified by category).
+    Returns ``(dataset, keys, groups)`` with ``groups`` a list of ``(keys, labels or None)``.
+    """
     from lesion.datasets import CocoDataset, IsicDataset
 
     if args.dataset is not None:
-        root = args.dataset
         dataset = IsicDataset()
-        dataset.load_isic(root, subset=args.subset, classes=args.classes, max_side=max_side, cache_dir=cache_dir)
+        groups = []
+        for root in args.dataset:
+            start = len(dataset.image_info)
+            dataset.load_isic(root, subset=args.subset, classes=args.classes, max_side=max_side,
+                              cache_dir=cache_dir)
+            infos = dataset.image_info[start:]
+            keys = [info["image_id"] for info in infos]
+            diagnoses = [info.get("diagnosis") for info in infos]
+            # Stratified by diagnosis where there is one; images without one form a group of their own.
+            labels = dict(zip(keys, diagnoses)) if any(d is not None for d in diagnoses) else None
+            groups.append((keys, labels))
         dataset.prepare()
         keys = [info["image_id"] for info in dataset.image_info]
-        diagnoses = [info.get("diagnosis") for info in dataset.image_info]
-        labels = dict(zip(keys, diagnoses)) if all(d is not None for d in diagnoses) else None
-        return dataset, keys, labels
+        duplicates = [k for k, n in Counter(keys).items() if n > 1]
+        if duplicates:
+            raise UsageError(f"image ids in more than one --dataset folder: {duplicates[:5]} (each image once)")
+        return dataset, keys, groups
 
     dataset = CocoDataset()
     dataset.load_coco(args.annotations, args.images)
@@ -223,7 +238,7 @@ def _load_data(args, cache_dir: str | None, max_side: int | None):
     for key, info in zip(keys, dataset.image_info):
         counts = Counter(a["category_id"] for a in info["annotations"] if not a.get("iscrowd", 0))
         labels[key] = counts.most_common(1)[0][0] if counts else 0
-    return dataset, keys, labels
+    return dataset, keys, [(keys, labels)]
 
 
 def _read_run_record(path: str) -> dict:
@@ -256,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train Mask R-CNN on skin lesions (ISIC folder or COCO file), with a held-out validation "
                     "split, checkpoints and TensorBoard logs under --logs.")
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", metavar="DIR", help="an ISIC download (official folder layout, 2016/2017/2018)")
+    data.add_argument("--dataset", metavar="DIR", nargs="+",
+                      help="ISIC downloads (official folder layout, 2016/2017/2018), one or more; each folder "
+                           "gets its own validation split")
     data.add_argument("--subset", choices=("train", "validation", "test"), default=None,
                       help="which split of --dataset, when the folder holds several")
     data.add_argument("--annotations", metavar="COCO.json",
@@ -304,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train only these layers up to --epochs (default: the staged schedule)")
     stages.add_argument("--schedule", default=None, metavar="STAGES",
                         help="explicit stages layers:up_to_epoch[@lr_factor], e.g. heads:10,all:30,all:40@0.1")
+    train.add_argument("--until", type=int, default=None, metavar="EPOCH",
+                       help="stop after this epoch (a chunk of a long run; continue it with --weights last and the "
+                            "same schedule: the optimizer state and the data order carry on)")
     train.add_argument("--lr", type=float, default=None, help="base learning rate (config LEARNING_RATE)")
     train.add_argument("--batch-size", type=int, default=None, help="images per step (config IMAGES_PER_GPU)")
     train.add_argument("--steps-per-epoch", type=int, default=None, help="config STEPS_PER_EPOCH")
@@ -452,11 +472,15 @@ def _check_args(args) -> bool:
     if args.annotations is not None and args.images is None:
         raise UsageError("--annotations needs --images DIR (the folder of the images it lists)")
     if args.dataset is not None:
-        if not os.path.isdir(args.dataset):
-            raise UsageError(f"dataset folder not found: {args.dataset}")
-        if not os.listdir(args.dataset):
-            raise UsageError(f"dataset folder is empty: {args.dataset} (expected an ISIC download, e.g. "
-                             f"ISIC-2017_Training_Data/ and ISIC-2017_Training_Part1_GroundTruth/)")
+        for root in args.dataset:
+            if not os.path.isdir(root):
+                raise UsageError(f"dataset folder not found: {root}")
+            if not os.listdir(root):
+                raise UsageError(f"dataset folder is empty: {root} (expected an ISIC download, e.g. "
+                                 f"ISIC-2017_Training_Data/ and ISIC-2017_Training_Part1_GroundTruth/)")
+        roots = [os.path.realpath(r) for r in args.dataset]
+        if len(set(roots)) < len(roots):
+            raise UsageError(f"--dataset lists a folder twice: {' '.join(args.dataset)}")
     else:
         if not os.path.isfile(args.annotations):
             raise UsageError(f"annotations file not found: {args.annotations}")
@@ -474,8 +498,9 @@ def _check_args(args) -> bool:
     return light
 
 
-def _split(args, run_dir: str, resumed: bool, keys: list[str], labels, seed: int) -> tuple[list[str], list[str]]:
-    """The run's (train_ids, val_ids): the resumed run's ``val_ids.txt``, else :func:`make_split`."""
+def _split(args, run_dir: str, resumed: bool, keys: list[str], groups, seed: int) -> tuple[list[str], list[str]]:
+    """The run's (train_ids, val_ids): the resumed run's ``val_ids.txt``, else :func:`make_split` of each group
+    (each ``--dataset`` folder) on its own."""
     from lesion.datasets import read_ids
 
     val_file = os.path.join(run_dir, "val_ids.txt")
@@ -489,7 +514,12 @@ def _split(args, run_dir: str, resumed: bool, keys: list[str], labels, seed: int
         train_ids = sorted(k for k in keys if k not in held_out)
         print(f"Validation split of the resumed run ({val_file})")
     else:
-        train_ids, val_ids = make_split(keys, labels=labels, val_fraction=args.val_fraction, seed=seed)
+        train_ids, val_ids = [], []
+        for group_keys, labels in groups:
+            group_train, group_val = make_split(group_keys, labels=labels, val_fraction=args.val_fraction, seed=seed)
+            train_ids += group_train
+            val_ids += group_val
+        train_ids, val_ids = sorted(train_ids), sorted(val_ids)
     if not train_ids:
         raise UsageError("no training images left after the validation split; lower --val-fraction")
     _write_text(val_file, "".join(f"{i}\n" for i in val_ids))
@@ -514,7 +544,7 @@ def _run(args) -> int:
                 ensure_output_dir(folder)
     except OutputDirError as error:
         raise UsageError(str(error)) from None
-    dataset, keys, labels = _load_data(args, cache_dir, max_side)
+    dataset, keys, groups = _load_data(args, cache_dir, max_side)
     config = make_config(light=light, classes=args.classes, **{"NUM_CLASSES": dataset.num_classes, **overrides})
     seed = 0 if config.SEED is None else int(config.SEED)
 
@@ -544,7 +574,7 @@ def _run(args) -> int:
     if pretrained is None:  # A checkpoint: as the run it came from, else as the backbone allows.
         pretrained = bool(record.get("pretrained", not light))
 
-    train_ids, val_ids = _split(args, run_dir, resumed, keys, labels, seed)
+    train_ids, val_ids = _split(args, run_dir, resumed, keys, groups, seed)
     position = {k: i for i, k in enumerate(keys)}
     train_set = _subset(dataset, [position[k] for k in train_ids])
     val_set = _subset(dataset, [position[k] for k in val_ids]) if val_ids else None
@@ -559,7 +589,8 @@ def _run(args) -> int:
     record.setdefault("pretrained", pretrained)
     record.setdefault("val_fraction", args.val_fraction)
     record.setdefault("seed", seed)
-    record.setdefault("data", os.path.abspath(args.dataset or args.annotations))
+    record.setdefault("data", [os.path.abspath(d) for d in args.dataset] if args.dataset else
+                      os.path.abspath(args.annotations))
     record.setdefault("commands", []).append({
         "argv": list(args.argv), "start_epoch": model.epoch, "schedule": ",".join(map(str, stages))})
     _write_text(run_file, json.dumps(record, indent=2) + "\n")
@@ -587,9 +618,12 @@ def _run(args) -> int:
               f"lr {lr:g}")
         try:
             model.train(train_set, val_set, learning_rate=lr, epochs=stage.epochs, layers=stage.layers,
-                        augmentation=augmentation)
+                        augmentation=augmentation, stop_epoch=args.until)
         except DatasetError as error:
             raise DatasetError(f"{error} (training stopped; the checkpoints written so far are in {run_dir})") from error
+        if args.until is not None and model.epoch >= args.until:
+            print(f"Stopped after epoch {model.epoch} (--until); continue with --weights last")
+            return 0
     print(f"Done: checkpoints in {run_dir}")
     return 0
 

@@ -122,9 +122,12 @@ def test_validation_split_from_a_data_set_or_ids():
     # Stratified: every diagnosis keeps its share with a larger validation fraction.
     _, val = inference.validation_split(ALL_IDS, DIAGNOSES, seed=5, val_fraction=0.5)
     assert sorted(DIAGNOSES[ALL_IDS.index(i)] for i in val) == ["melanoma", "nevus", "seborrheic_keratosis"]
-    # An image without a diagnosis turns stratification off (as lesion/train.py does).
+    # Images without a diagnosis are a group of their own (as lesion/train.py splits each folder); with no
+    # diagnosis at all the split is not stratified.
     partial = [None] + DIAGNOSES[1:]
-    assert inference.validation_split(ALL_IDS, partial, seed=5, val_fraction=0.5) == split_ids(ALL_IDS, 0.5, seed=5)
+    assert inference.validation_split(ALL_IDS, partial, seed=5, val_fraction=0.5) == split_ids(
+        ALL_IDS, 0.5, seed=5, labels=partial)
+    assert inference.validation_split(ALL_IDS, [None] * 6, seed=5, val_fraction=0.5) == split_ids(ALL_IDS, 0.5, seed=5)
 
 
 def test_run_split_file_is_used_for_its_checkpoint(tiny_diagnosis_weights, tmp_path, capsys):

@@ -374,3 +374,17 @@ def test_figure_is_written_atomically(tmp_path, monkeypatch):
         plots.plot_confusion_matrix(np.eye(3, dtype=int), path)
     assert path.read_bytes() == earlier
     assert [p.name for p in path.parent.iterdir()] == ["confusion.png"]
+
+
+def test_brier_scores_by_hand(tmp_path):
+    from lesion.plots import plot_reliability
+
+    y = [0, 2, 1]
+    probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.2, 0.6], [0.0, 1.0, 0.0]])
+    m = classification_metrics(y, probs, ["melanoma", "seborrheic_keratosis", "nevus"])
+    # (0.04 + 0.01 + 0.01) + (0.04 + 0.04 + 0.16) + 0, over 3 images.
+    assert m["brier"] == pytest.approx(0.30 / 3)
+    assert m["melanoma_brier"] == pytest.approx((0.04 + 0.04 + 0.0) / 3)
+    assert m["seborrheic_keratosis_brier"] == pytest.approx((0.01 + 0.04 + 0.0) / 3)
+    path = plot_reliability(y, probs, tmp_path / "reliability.png", ["melanoma", "seborrheic_keratosis", "nevus"])
+    assert (tmp_path / "reliability.png").stat().st_size > 1000 and path.endswith("reliability.png")

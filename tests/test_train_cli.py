@@ -385,3 +385,45 @@ def test_runs_as_script_and_module(tmp_path, command, where):
                          cwd=cwd, capture_output=True, text=True, env=env)
     assert run.returncode == 2
     assert f"error: dataset folder not found: {missing}" in run.stderr
+
+
+def test_several_dataset_folders_are_split_each_on_its_own(tmp_path, capsys):
+    import shutil
+
+    # A second ISIC folder: the fixture images under other ids, two of them without a diagnosis.
+    extra = tmp_path / "extra"
+    (extra / "ISIC-2017_Training_Data").mkdir(parents=True)
+    (extra / "ISIC-2017_Training_Part1_GroundTruth").mkdir()
+    rows = ["image_id,melanoma,seborrheic_keratosis"]
+    for k, name in enumerate(sorted(os.listdir(IMAGES))):
+        new = f"ISIC_90000{k:02d}"
+        shutil.copy(os.path.join(IMAGES, name), extra / "ISIC-2017_Training_Data" / f"{new}.jpg")
+        shutil.copy(os.path.join(MASKS, name[:-4] + "_segmentation.png"),
+                    extra / "ISIC-2017_Training_Part1_GroundTruth" / f"{new}_segmentation.png")
+        if k >= 2:
+            rows.append(f"{new},{float(k % 3 == 0)},0.0")
+    (extra / "ISIC-2017_Training_Part3_GroundTruth.csv").write_text("\n".join(rows) + "\n")
+
+    logs = str(tmp_path / "logs")
+    argv = ["--dataset", ISIC, str(extra), *TINY, "--epochs", "1", "--weights", "none", "--val-fraction", "0.34",
+            "--logs", logs]
+    assert main(argv) == 0
+    assert "Images: 12  train: 8  validation: 4" in capsys.readouterr().out
+    [run] = _run_dirs(logs)
+    with open(os.path.join(logs, run, "val_ids.txt")) as f:
+        val_ids = f.read().split()
+    from lesion import inference
+    from lesion.datasets import IsicDataset
+
+    want = []
+    for root in (ISIC, str(extra)):
+        dataset = IsicDataset()
+        dataset.load_isic(root)
+        want += inference.validation_split(dataset, val_fraction=0.34)[1]  # what evaluate.py scores per folder
+    assert val_ids == sorted(want)
+    assert len([i for i in val_ids if i.startswith("ISIC_9")]) == 2  # 2 of the 6 in each folder
+    with open(os.path.join(logs, run, "run.json")) as f:
+        assert json.load(f)["data"] == [os.path.abspath(ISIC), os.path.abspath(extra)]
+    # A folder given twice is refused.
+    assert main(["--dataset", ISIC, ISIC, *TINY, "--weights", "none", "--logs", logs]) == 2
+    assert "twice" in _error_line(capsys)
