@@ -337,6 +337,9 @@ def resolve_weights(spec: str | None, config_name: str = "light", logs_dir: str 
         except FileNotFoundError as exc:
             raise UsageError(f"--weights last: no checkpoint of {config.NAME!r} under {logs_dir} ({exc}). "
                              + _train_hint()) from exc
+    if os.path.isdir(spec):
+        raise UsageError(f"--weights {spec} is a folder: give a .h5 file in it (a run folder's checkpoints are "
+                         "mask_rcnn_<name>_<epoch>.h5), or --weights last")
     if not os.path.isfile(spec):
         raise UsageError(f"--weights {spec}: no such file. " + _train_hint())
     return spec

@@ -14,11 +14,22 @@ Command line (from the repository root)::
     # carry on with the newest run of this config (same run folder, epoch counter continued)
     python lesion/train.py --dataset /data/isic2017 --weights last --epochs 60
 
+    # several folders, each with its own validation split; a long CPU run in chunks (--until stops after an epoch)
+    python lesion/train.py --dataset /data/isic2017 /data/isic-extra --config light --schedule all:10,all:13@0.1 \
+        --until 8
+    python lesion/train.py --dataset /data/isic2017 /data/isic-extra --config light --schedule all:10,all:13@0.1 \
+        --weights last
+
 Every run gets a folder ``<logs>/<config name><YYYYmmddTHHMM>/`` with a checkpoint per epoch
 (``mask_rcnn_<name>_<epoch:04d>.h5``), TensorBoard logs, ``val_ids.txt`` (the held-out images, one id a line: ISIC
 ids, or the image file names of a COCO file) and ``run.json`` (the command lines and schedule). The split depends
-only on the image ids, ``--val-fraction`` and ``--seed`` (see :func:`make_split`); a resumed run keeps the split
-of its ``val_ids.txt``.
+only on the image ids, ``--val-fraction`` and ``--seed`` (see :func:`make_split`), folder by folder when
+``--dataset`` names several (stratified by diagnosis, the images without one a group of their own), so adding a
+folder leaves the split of the others as it was; a resumed run keeps the split of its ``val_ids.txt``.
+
+Resuming: each checkpoint has a ``.state.npz`` beside it (:mod:`mrcnn.train_state`: the optimizer's momentum and
+iteration count, the sampling generator), restored when ``--weights last`` continues the same stage, and the image
+order goes on from the checkpoint's epoch; keep the same ``--schedule`` across the chunks of a run.
 
 Schedule: ``--layers`` trains one stage (``heads``, ``3+``, ``4+``, ``5+``, ``all``) up to ``--epochs``.
 Without it, :func:`default_schedule`: from pretrained weights, the heads for the first quarter of the epochs,
@@ -417,6 +428,9 @@ def _check_weights_choice(args, light: bool) -> None:
                          f"use --weights none, or --config full")
     if args.weights == "coco" and not os.path.isfile(args.coco_weights):
         raise UsageError(_coco_missing_message(args.coco_weights))
+    if args.weights not in ("coco", "imagenet", "last", "none") and os.path.isdir(args.weights):
+        raise UsageError(f"--weights {args.weights} is a folder: give a .h5 file in it (a run folder's "
+                         "checkpoints are mask_rcnn_<name>_<epoch>.h5), or --weights last")
     if args.weights not in ("coco", "imagenet", "last", "none") and not os.path.isfile(args.weights):
         raise UsageError(f"--weights: no such weight file: {args.weights} (or use coco, imagenet, last, none)")
 

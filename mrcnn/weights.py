@@ -311,11 +311,21 @@ def _missing_file_message(path: str) -> str:
     return f"Weight file not found: {path}. {hint}"
 
 
+_KNOWN_SIZES = {"mask_rcnn_coco.h5": COCO_WEIGHTS_SIZE}
+"""Download sizes of the published files, by file name (a checkpoint's size depends on its model)."""
+
+
 def _open_error_message(path: str, error: Exception) -> str:
     size = os.path.getsize(path)
+    expected = _KNOWN_SIZES.get(os.path.basename(path))
+    if expected is not None:
+        advice = (f"(an interrupted download?). The full file is {expected:,} bytes; delete it and download it "
+                  "again.")
+    else:
+        advice = ("(an interrupted copy, or a checkpoint written by a run that was killed?). Use another copy or "
+                  "an earlier checkpoint.")
     return (f"{path} ({size:,} bytes) cannot be read as an HDF5 weight file: it looks truncated or corrupt "
-            f"(an interrupted download?). The full COCO file mask_rcnn_coco.h5 is {COCO_WEIGHTS_SIZE:,} bytes; "
-            f"delete the file and download it again. (h5py: {error})")
+            f"{advice} (h5py: {error})")
 
 
 def _unreadable_message(path: str, error: Exception) -> str:
@@ -440,6 +450,9 @@ def load_weights(model: keras.Model, filepath: str | os.PathLike, by_name: bool 
     exclude = [exclude] if isinstance(exclude, str) else list(exclude or [])
     if exclude:
         by_name = True
+    if os.path.isdir(path):
+        raise WeightsFileError(f"{path} is a folder, not a weight file: give the .h5 file inside it (a training "
+                               "run folder holds mask_rcnn_<name>_<epoch>.h5 checkpoints)")
     if not os.path.isfile(path):
         raise FileNotFoundError(_missing_file_message(path))
     try:

@@ -576,3 +576,16 @@ def test_save_in_float16_halves_the_file_and_loads_back_close(tmp_path):
     for b, w in zip(before, model.weights):
         assert w.dtype == "float32"
         np.testing.assert_allclose(w.numpy(), b, rtol=1e-3, atol=1e-3)
+
+
+def test_truncated_checkpoint_quotes_no_download_size_and_a_folder_is_named(tmp_path, rng, model):
+    write_matterport_h5(tmp_path / "full.h5", small_layout(), rng)
+    data = (tmp_path / "full.h5").read_bytes()
+    half = tmp_path / "mask_rcnn_lesion_light_0007.h5"
+    half.write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsFileError) as info:
+        load_weights(model, half)
+    message = str(info.value)
+    assert "truncated" in message and "257,557,808" not in message and "earlier checkpoint" in message
+    with pytest.raises(WeightsFileError, match="is a folder"):
+        load_weights(model, tmp_path)
