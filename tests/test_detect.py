@@ -384,3 +384,26 @@ def test_crop_outside_the_mask_is_transparent_and_black():
     result["masks"][1, 1, 0] = False
     crop = detect.lesion_crops(np.full((6, 8, 3), 200, np.uint8), result)[0]
     assert crop[0, 0].tolist() == [0, 0, 0, 0] and crop[1, 2].tolist() == [200, 200, 200, 255]
+
+
+def test_bundled_model_gives_one_lesion_with_one_diagnosis(tmp_path):
+    # The bundled pair: the lesion segmenter and the classifier of the masked lesion (weights/lesion_classifier.skops).
+    from lesion.classifier import CLASSIFIER_PATH
+
+    assert os.path.isfile(CLASSIFIER_PATH)
+    images = tmp_path / "in"
+    images.mkdir()
+    for name in ("ISIC_0000001.jpg", "ISIC_0012090.jpg"):
+        shutil.copy(ISIC_IMAGES / name, images / name)
+    out = tmp_path / "out"
+    assert _run(["--images", str(images), "--out", str(out), "--quiet"]) == 0
+    rows = _summary(out)
+    names = ("melanoma", "seborrheic_keratosis", "nevus")
+    for row in rows.values():
+        assert row["lesions"] == "1" and row["top_class"] in names
+        probs = [float(row[f"p_{n}"]) for n in names]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+        assert row["top_class"] == names[int(np.argmax(probs))]
+    with open(out / "detections.json") as f:
+        annotations = json.load(f)["annotations"]
+    assert len(annotations) == 2 and {a["image_id"] for a in annotations} == {1, 2}
