@@ -124,9 +124,9 @@ def validation_split(
 
     :func:`lesion.datasets.split_ids` over the sorted image ids, stratified by diagnosis when images have one (the
     images without a diagnosis are a group of their own; no diagnosis at all: not stratified). ``lesion/train.py``
-    splits each ``--dataset`` folder this way on its own. With a data set, call it on an :class:`lesion.datasets.IsicDataset` loaded with the
-    same root, official split and ``classes`` as the training (in diagnosis mode the images without an ISIC 2017
-    diagnosis are left out before splitting).
+    splits each ``--dataset`` folder this way on its own. With a data set, call it on an
+    :class:`lesion.datasets.IsicDataset` loaded with the same root, official split and ``classes`` as the training
+    (in diagnosis mode the images without an ISIC 2017 diagnosis are left out before splitting).
 
     Args:
         dataset_or_ids: an :class:`IsicDataset` (its ``image_info[i]["image_id"]``, labels from

@@ -8,9 +8,11 @@ Command line (from the repository root)::
 The validation images of the Mask R-CNN run (``--run``'s ``val_ids.txt``) are left out, so the two stages are
 validated on the same held-out images; without ``--run`` each folder is split as ``lesion/train.py`` splits it
 (seed, 20 %, stratified by diagnosis). Features come from the ground-truth masks, images read at ``--max-side``
-(default 512). The boosting schedule (learning rate, iterations) is chosen by 5-fold cross-validation on the
-training images (sum of the melanoma and seborrheic keratosis ROC AUCs); the chosen value and the cross-validated figures are stored in
-the file's ``info``. ``--features FILE`` keeps the computed features (a ``.npz``) and reuses them.
+(default 512). The boosting schedule (``--schedule RATE:ITERATIONS``, repeatable; default 0.05:300) is chosen by
+5-fold cross-validation on the training images (sum of the melanoma and seborrheic keratosis ROC AUCs); the chosen
+schedule and the cross-validated figures are stored in the file's ``info``. ``--features FILE`` keeps the computed
+features (a ``.npz``) and reuses them. Set ``OMP_NUM_THREADS=1`` when a training run shares the cores: the trees'
+OpenMP threads otherwise spin against it.
 """
 
 from __future__ import annotations

@@ -262,7 +262,8 @@ class MaskRCNN:
             no_augmentation_sources: dataset sources never augmented.
             verbose: Keras progress display (1: progress bar with the five losses, 2: one line per epoch).
             stop_epoch: stop after this epoch although the stage goes on to ``epochs`` (a chunk of a long run):
-                the optimizer state saved with the checkpoint lets a later call continue the stage exactly.
+                the training state saved with the checkpoint lets a later call continue the stage with its momentum,
+                iteration count and sampling state.
 
         Returns:
             The Keras ``History`` (None when already at ``epochs``).

@@ -2,11 +2,11 @@
 
 A checkpoint ``mask_rcnn_<name>_0007.h5`` (matterport's layout, weights only, readable by any matterport loader) gets
 a sibling ``mask_rcnn_<name>_0007.state.npz`` with the optimizer's variables (iteration count, momentum or Adam
-moments, a loss-scale factor under mixed precision), the state of the model's random generator (the anchor and
-ROI sampling) and what they belong to: the trainable layer pattern and the
-epoch the stage trains up to. :meth:`mrcnn.model.MaskRCNN.train` restores them when it continues the same stage of
-the same run, so momentum and the iteration count go on as if the run had not stopped; a new stage starts a new
-optimizer, as an uninterrupted run does.
+moments, a loss-scale factor under mixed precision), the state of the model's random generator (the anchor and ROI
+sampling) and what they belong to: the trainable layer pattern and the epoch the stage trains up to.
+:meth:`mrcnn.model.MaskRCNN.train` restores them when it continues the same stage of the same run, so momentum, the
+iteration count and the sampling generator go on from where they stopped; a new stage starts a new optimizer, as
+an uninterrupted run does.
 """
 
 from __future__ import annotations
