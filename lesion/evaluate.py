@@ -329,9 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 k = inference.top_index(result)
                 no_detection += k is None
                 probs = inference.diagnosis_probabilities(result, len(fg_names))
-                masks = np.asarray(result["masks"])
-                masks = masks.reshape(masks.shape[0] * masks.shape[1], masks.shape[-1]).astype(np.int32)
-                overlap = masks.T @ masks  # [N, N] shared pixels of each pair of detections
+                overlap = inference.mask_overlaps(result["masks"])
                 row.update({"detections": len(result["scores"]),
                             "overlapping_pairs": int(np.count_nonzero(np.triu(overlap, 1))),
                             "top_class": "" if k is None else info.class_names[int(result["class_ids"][k])],

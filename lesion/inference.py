@@ -661,6 +661,21 @@ MERGE_OVERLAP = 0.5
 """A detection whose mask lies more than this fraction inside a higher-scoring one's is the same lesion."""
 
 
+def mask_overlaps(masks: np.ndarray) -> np.ndarray:
+    """int64 [N, N]: the pixels each pair of the N masks (bool [H, W, N]) share; the diagonal holds their areas.
+
+    Pair by pair on the boolean masks: no integer copy of N full-size masks (a camera image is 20 M pixels).
+    """
+    masks = np.asarray(masks, dtype=bool)
+    n = masks.shape[-1]
+    shared = np.zeros((n, n), np.int64)
+    columns = [masks[..., i] for i in range(n)]
+    for i in range(n):
+        for j in range(i, n):
+            shared[i, j] = shared[j, i] = np.count_nonzero(columns[i] & columns[j])
+    return shared
+
+
 def merge_overlapping(result: Mapping[str, np.ndarray], overlap: float = MERGE_OVERLAP) -> dict:
     """One detection per lesion: drop each detection whose mask lies mostly (more than ``overlap`` of the smaller
     mask) inside a higher-scoring detection's; the kept one keeps its own box, mask, score and class
@@ -675,20 +690,12 @@ def merge_overlapping(result: Mapping[str, np.ndarray], overlap: float = MERGE_O
         A new result with the kept detections, in decreasing score.
     """
     scores = np.asarray(result["scores"])
-    masks = np.asarray(result["masks"]).astype(bool)
-    order = np.argsort(-scores, kind="stable")
-    flat = masks.reshape(-1, masks.shape[-1]) if masks.size else np.zeros((0, len(scores)), bool)
-    areas = flat.sum(axis=0)
+    shared = mask_overlaps(result["masks"])
+    areas = np.diag(shared)
     kept: list[int] = []
-    for i in order:
-        same = False
-        for j in kept:
-            inter = int(np.count_nonzero(flat[:, i] & flat[:, j]))
-            smaller = min(areas[i], areas[j])
-            if smaller == 0 or inter > overlap * smaller:
-                same = True
-                break
-        if not same:
+    for i in np.argsort(-scores, kind="stable"):
+        smaller = np.minimum(areas[i], areas[kept])
+        if not np.any((smaller == 0) | (shared[i, kept] > overlap * smaller)):
             kept.append(int(i))
     ix = np.asarray(kept, dtype=int)
     merged = dict(result)

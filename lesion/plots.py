@@ -158,6 +158,19 @@ def _curve_inputs(
     return y, p, names
 
 
+def _finish_unit_axes(fig: "plt.Figure", ax: "plt.Axes", path: str | os.PathLike, xlabel: str, ylabel: str,
+                      title: str, legend_loc: str) -> str:
+    """Label a [0, 1] x [0, 1] curve plot (ROC, precision-recall, reliability), add its legend and grid, save it."""
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc=legend_loc, fontsize="small")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def plot_roc_curves(
     y_true: Sequence[int] | np.ndarray,
     probs: np.ndarray,
@@ -194,14 +207,8 @@ def plot_roc_curves(
             continue
         fpr, tpr, _ = roc_curve(positive, p[:, k])
         ax.plot(fpr, tpr, linewidth=1.5, label=f"{_pretty(name)} (AUC {roc_auc_score(positive, p[:, k]):.3f})")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_xlabel("false positive rate (1 - specificity)")
-    ax.set_ylabel("true positive rate (sensitivity)")
-    ax.set_title(title)
-    ax.legend(loc="lower right", fontsize="small")
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _finish_unit_axes(fig, ax, path, "false positive rate (1 - specificity)",
+                             "true positive rate (sensitivity)", title, "lower right")
 
 
 def plot_reliability(
@@ -246,14 +253,7 @@ def plot_reliability(
                 ys.append(float(positive[inside].mean()))
         brier = float(np.mean((p[:, k] - positive) ** 2)) if len(y) else float("nan")
         ax.plot(xs, ys, marker="o", linewidth=1.5, label=f"{_pretty(name)} (Brier {brier:.3f})")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_xlabel("predicted probability")
-    ax.set_ylabel("observed fraction")
-    ax.set_title(title)
-    ax.legend(loc="upper left", fontsize="small")
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _finish_unit_axes(fig, ax, path, "predicted probability", "observed fraction", title, "upper left")
 
 
 def plot_precision_recall(
@@ -291,11 +291,4 @@ def plot_precision_recall(
         ap = average_precision_score(positive, p[:, k])
         (line,) = ax.step(recall, precision, where="post", linewidth=1.5, label=f"{_pretty(name)} (AP {ap:.3f})")
         ax.axhline(positive.mean(), color=line.get_color(), linestyle=":", linewidth=1)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title(title)
-    ax.legend(loc="lower left", fontsize="small")
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _finish_unit_axes(fig, ax, path, "recall", "precision", title, "lower left")

@@ -223,11 +223,10 @@ def _load_data(args, cache_dir: str | None, max_side: int | None):
             dataset.load_isic(root, subset=args.subset, classes=args.classes, max_side=max_side,
                               cache_dir=cache_dir)
             infos = dataset.image_info[start:]
-            keys = [info["image_id"] for info in infos]
-            diagnoses = [info.get("diagnosis") for info in infos]
-            # Stratified by diagnosis where there is one; images without one form a group of their own.
-            labels = dict(zip(keys, diagnoses)) if any(d is not None for d in diagnoses) else None
-            groups.append((keys, labels))
+            # Stratified by diagnosis; the images without one (None) are a group of their own, which for a folder
+            # without any diagnosis is the unstratified split.
+            groups.append(([info["image_id"] for info in infos],
+                           {info["image_id"]: info.get("diagnosis") for info in infos}))
         dataset.prepare()
         keys = [info["image_id"] for info in dataset.image_info]
         duplicates = [k for k, n in Counter(keys).items() if n > 1]
