@@ -108,7 +108,9 @@ def summarise(rows: list[dict]) -> dict:
     if labelled:
         y = [DIAGNOSES.index(r["diagnosis"]) for r in labelled]
         p = np.array([[float(r[f"p_{d}"]) for d in DIAGNOSES] for r in labelled])
-        out["diagnosis"] = classification_metrics(y, p, DIAGNOSES)
+        given = [DIAGNOSES.index(r["top_class"]) if r.get("top_class") in DIAGNOSES else int(np.argmax(q))
+                 for r, q in zip(labelled, p)]
+        out["diagnosis"] = classification_metrics(y, p, DIAGNOSES, predictions=given)
     return out
 
 

@@ -36,7 +36,8 @@ import numpy as np
 
 from mrcnn.atomic import write_bytes_atomic
 
-__all__ = ["CLASSIFIER_PATH", "FEATURE_SIZE", "LesionClassifier", "LesionClassifierError", "lesion_features"]
+__all__ = ["CLASSIFIER_PATH", "FEATURE_SIZE", "LesionClassifier", "LesionClassifierError", "balanced_accuracy",
+           "fit_decision_weights", "lesion_features"]
 
 CLASSIFIER_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights",
                                "lesion_classifier.skops")
@@ -167,25 +168,64 @@ FEATURE_SIZE = 15 * 3 + 9 * 2 + 36 + 6 + 20 + 8 + 7 + 3
 """Length of :func:`lesion_features`' vector."""
 
 
+def balanced_accuracy(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> float:
+    """Mean recall over the classes present in ``labels``."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    recalls = [np.mean(predictions[labels == k] == k) for k in range(num_classes) if np.any(labels == k)]
+    return float(np.mean(recalls))
+
+
+def fit_decision_weights(labels: Sequence[int], probs: np.ndarray,
+                         grid: Sequence[float] = tuple(np.geomspace(0.25, 16.0, 25))) -> np.ndarray:
+    """Per-class weights of :meth:`LesionClassifier.decide` that maximise the balanced accuracy of held-out
+    (cross-validated) probabilities [N, C]; the last class keeps weight 1 and each other class's weight comes from
+    ``grid``. Ties go to the weights nearest 1 (the plain arg-max)."""
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, np.float64)
+    num_classes = probs.shape[1]
+    grid = np.asarray(grid, np.float64)
+    best, best_key = np.ones(num_classes), None
+    for combo in np.array(np.meshgrid(*[grid] * (num_classes - 1), indexing="ij")).reshape(num_classes - 1, -1).T:
+        weights = np.append(combo, 1.0)
+        score = balanced_accuracy(labels, np.argmax(probs * weights, axis=1), num_classes)
+        key = (round(score, 10), -float(np.abs(np.log(weights)).sum()))
+        if best_key is None or key > best_key:
+            best, best_key = weights, key
+    return best
+
+
 class LesionClassifier:
     """Gradient-boosted trees on :func:`lesion_features` (see the module docstring).
+
+    The probabilities estimate how likely each diagnosis is; the diagnosis given (:meth:`decide`) is the arg-max of
+    the probabilities times ``decision_weights``, one weight per class chosen in cross-validation so that each class
+    is found about as often as it occurs (balanced accuracy). Without them the arg-max would almost never say
+    seborrheic keratosis or melanoma, the rare classes.
 
     Attributes:
         model: the fitted scikit-learn estimator (``predict_proba`` over CLASSES).
         classes: the class names, in the order of the probability columns.
         info: how it was trained (data, cross-validated figures), stored with it.
+        decision_weights: float64 [C], the weights of :meth:`decide` (all ones: the plain arg-max).
     """
 
-    def __init__(self, model, classes: Sequence[str] = CLASSES, info: dict | None = None):
+    def __init__(self, model, classes: Sequence[str] = CLASSES, info: dict | None = None,
+                 decision_weights: Sequence[float] | None = None):
         self.model = model
         self.classes = tuple(classes)
         self.info = dict(info or {})
+        weights = np.ones(len(self.classes)) if decision_weights is None else np.asarray(decision_weights, float)
+        if weights.shape != (len(self.classes),) or not np.all(np.isfinite(weights)) or np.any(weights <= 0):
+            raise LesionClassifierError(f"decision_weights must be {len(self.classes)} positive numbers, got "
+                                        f"{decision_weights!r}")
+        self.decision_weights = weights
 
     @classmethod
     def fit(cls, features: np.ndarray, labels: Sequence[int], learning_rate: float = 0.05, max_iter: int = 300,
             class_weight: str | None = "balanced", min_samples_leaf: int = 20, seed: int = 0,
-            info: dict | None = None) -> "LesionClassifier":
-        """Fit on features [N, F] and labels (indices into CLASSES), classes weighted by their inverse frequency."""
+            info: dict | None = None, decision_weights: Sequence[float] | None = None) -> "LesionClassifier":
+        """Fit on features [N, F] and labels (indices into CLASSES), classes weighted by their inverse frequency
+        (``class_weight="balanced"``) or not (None)."""
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         labels = np.asarray(labels)
@@ -195,7 +235,12 @@ class LesionClassifier:
                                                class_weight=class_weight, min_samples_leaf=min_samples_leaf,
                                                random_state=seed)
         model.fit(np.asarray(features, np.float64), labels)
-        return cls(model, CLASSES, info)
+        return cls(model, CLASSES, info, decision_weights)
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """The diagnoses (int [N], indices into ``classes``) of class probabilities [N, C]."""
+        probs = np.atleast_2d(np.asarray(probs, np.float64))
+        return np.argmax(probs * self.decision_weights, axis=1)
 
     def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities [N, 3] of feature vectors [N, F]."""
@@ -217,7 +262,8 @@ class LesionClassifier:
         import skops.io
 
         meta = {"version": _FORMAT_VERSION, "classes": list(self.classes), "info": self.info,
-                "n_features": int(self.model.n_features_in_)}
+                "n_features": int(self.model.n_features_in_),
+                "decision_weights": [float(w) for w in self.decision_weights]}
         return write_bytes_atomic(path, skops.io.dumps({"model": self.model, "meta": json.dumps(meta)}))
 
     @classmethod
@@ -255,4 +301,7 @@ class LesionClassifier:
         if meta.get("n_features") != FEATURE_SIZE or not hasattr(model, "predict_proba"):
             raise LesionClassifierError(f"{path}: made for {meta.get('n_features')} features, this version "
                                         f"computes {FEATURE_SIZE}")
-        return cls(model, meta["classes"], meta.get("info"))
+        try:
+            return cls(model, meta["classes"], meta.get("info"), meta.get("decision_weights"))
+        except LesionClassifierError as error:
+            raise LesionClassifierError(f"{path}: {error}") from None

@@ -284,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     agnostic_annotations: list[dict] = []  # Every image's lesion, diagnosed or not, for the class-agnostic AP.
     y_true: list[int] = []
     y_probs: list[np.ndarray] = []
+    y_pred: list[int] = []  # The diagnosis given: the top detection's class (the classifier's decision).
     no_detection = 0
     rows: list[dict] = []
     failed: list[str] = []
@@ -346,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if info.diagnoses and label is not None:
                     y_true.append(int(label))
                     y_probs.append(probs)
+                    y_pred.append(int(np.argmax(probs)) if k is None else int(result["class_ids"][k]) - 1)
             if with_baseline:
                 scored = otsu_eval.process(image_id, prepared.extra["otsu"], gt, method="otsu")
                 row.update({f"otsu_{k}": scored[k] for k in _ROW_SCORES})
@@ -389,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif not y_true:
             model_report["classification_note"] = "the data set has no diagnosis labels"
         else:
-            cls = metrics.classification_metrics(y_true, np.stack(y_probs), diagnosis_names)
+            cls = metrics.classification_metrics(y_true, np.stack(y_probs), diagnosis_names, predictions=y_pred)
             model_report["classification"] = cls
             plots.plot_confusion_matrix(cls["confusion_matrix"], out_dir / "confusion_matrix.png", diagnosis_names)
             plots.plot_roc_curves(y_true, np.stack(y_probs), out_dir / "roc.png", diagnosis_names)

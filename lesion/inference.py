@@ -657,8 +657,10 @@ def _run_batch(model: Any, pending: list) -> Iterator[tuple[Any, Prepared | None
 # Post-processing.
 
 
-MERGE_OVERLAP = 0.5
-"""A detection whose mask lies more than this fraction inside a higher-scoring one's is the same lesion."""
+MERGE_OVERLAP = 0.0
+"""A detection that shares more than this fraction of its (smaller) mask with a higher-scoring one's is the same
+lesion. 0: any shared pixel, so no two detections of a result overlap (dermoscopic images show one lesion; two
+touching outlines are two readings of it)."""
 
 
 def mask_overlaps(masks: np.ndarray) -> np.ndarray:
@@ -677,8 +679,8 @@ def mask_overlaps(masks: np.ndarray) -> np.ndarray:
 
 
 def merge_overlapping(result: Mapping[str, np.ndarray], overlap: float = MERGE_OVERLAP) -> dict:
-    """One detection per lesion: drop each detection whose mask lies mostly (more than ``overlap`` of the smaller
-    mask) inside a higher-scoring detection's; the kept one keeps its own box, mask, score and class
+    """One detection per lesion: drop each detection whose mask shares more than ``overlap`` of the smaller mask
+    with a higher-scoring detection's (by default any pixel); the kept one keeps its own box, mask, score and class
     probabilities. Detections are visited in decreasing score.
 
     Args:
@@ -712,7 +714,9 @@ def finish_result(result: Mapping[str, np.ndarray], image: np.ndarray | None, in
     """The lesion application's result of one image: one detection per lesion (:func:`merge_overlapping`) and,
     with ``info.classifier``, each lesion diagnosed by the classifier from its mask: ``class_ids`` become the
     diagnoses (``info.class_names``), ``class_probs`` [N, 4] the classifier's probabilities (background 0), and
-    ``scores`` stay the detection scores (how sure the model is that there is a lesion).
+    ``scores`` stay the detection scores (how sure the model is that there is a lesion). The diagnosis is the
+    classifier's decision (:meth:`lesion.classifier.LesionClassifier.decide`: its probabilities weighted for
+    balanced accuracy), which may differ from the most probable class.
 
     Args:
         result: the model's result for the image.
@@ -727,7 +731,7 @@ def finish_result(result: Mapping[str, np.ndarray], image: np.ndarray | None, in
     masks = np.asarray(merged["masks"]).astype(bool)
     probs = info.classifier.predict_proba((image, masks[:, :, i]) for i in range(masks.shape[-1]))
     merged["class_probs"] = np.concatenate([np.zeros((len(probs), 1)), probs], axis=1).astype(np.float32)
-    merged["class_ids"] = (np.argmax(probs, axis=1) + 1).astype(np.int32)
+    merged["class_ids"] = (info.classifier.decide(probs) + 1).astype(np.int32)
     return merged
 
 

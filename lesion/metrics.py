@@ -357,10 +357,13 @@ def classification_metrics(
     y_true: Sequence[int] | np.ndarray,
     probs: np.ndarray,
     class_names: Sequence[str] = CLASS_NAMES,
+    predictions: Sequence[int] | np.ndarray | None = None,
 ) -> dict[str, Any]:
     """ISIC 2017 Part 3 classification metrics.
 
-    The predicted class is the arg-max of ``probs``. ROC AUCs are one-vs-rest on the melanoma and on the
+    The predicted class is ``predictions`` when given (the model's decisions, e.g. a classifier's
+    weighted arg-max), else the arg-max of ``probs``; accuracy, balanced accuracy and the confusion matrix count
+    it, the AUCs and Brier scores use ``probs``. ROC AUCs are one-vs-rest on the melanoma and on the
     seborrheic keratosis probability column, as in the challenge ranking.
 
     Args:
@@ -368,6 +371,7 @@ def classification_metrics(
         probs: [N, C] class probabilities (or any scores), columns in the order of ``class_names``.
         class_names: [C] class names; must contain ``"melanoma"`` and ``"seborrheic_keratosis"`` for their AUCs
             (a missing name gives None).
+        predictions: [N] int predicted class indices, or None for the arg-max of ``probs``.
 
     Returns:
         dict with ``n`` (int), ``accuracy``, ``balanced_accuracy`` (mean per-class recall over the classes present
@@ -392,7 +396,13 @@ def classification_metrics(
         )
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes}); got range [{y.min()}, {y.max()}]")
-    pred = p.argmax(axis=1) if y.size else np.zeros(0, np.int64)
+    if predictions is None:
+        pred = p.argmax(axis=1) if y.size else np.zeros(0, np.int64)
+    else:
+        pred = np.asarray(predictions).astype(np.int64).reshape(-1)
+        if pred.shape != y.shape or (pred.size and (pred.min() < 0 or pred.max() >= num_classes)):
+            raise ValueError(f"predictions must be {y.size} class indices in [0, {num_classes}); got shape "
+                             f"{pred.shape}" + (f", range [{pred.min()}, {pred.max()}]" if pred.size else ""))
     cm = confusion_matrix(y, pred, labels=list(range(num_classes))) if y.size else np.zeros((num_classes,) * 2)
     support = cm.sum(axis=1)
     present = support > 0

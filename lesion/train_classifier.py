@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lesion.classifier import CLASSES, LesionClassifier, lesion_features
+from lesion.classifier import CLASSES, LesionClassifier, balanced_accuracy, fit_decision_weights, lesion_features
 
 __all__ = ["compute_features", "labelled_images", "main"]
 
@@ -115,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-side", type=int, default=512)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=2017)
+    parser.add_argument("--class-weight", choices=("balanced", "none"), default="balanced",
+                        help="weigh the classes by their inverse frequency in training (default) or not")
     parser.add_argument("--schedule", action="append", default=None, metavar="RATE:ITERATIONS",
                         help="a boosting schedule to cross-validate, e.g. 0.05:300 (repeatable; default 0.05:300)")
     args = parser.parse_args(argv)
@@ -135,27 +137,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Labelled images: {len(train)} train ({np.bincount(y_train, minlength=3).tolist()} melanoma / SK / "
           f"nevus), {len(val)} held out")
 
+    class_weight = None if args.class_weight == "none" else args.class_weight
     folds = StratifiedKFold(5, shuffle=True, random_state=args.seed)
     best = None
     for rate, iters in args.schedules:
         probs = np.zeros((len(train), len(CLASSES)))
         for fit_ix, test_ix in folds.split(x_train, y_train):
             probs[test_ix] = LesionClassifier.fit(x_train[fit_ix], y_train[fit_ix], learning_rate=rate,
-                                                  max_iter=iters).predict_proba_features(x_train[test_ix])
+                                                  max_iter=iters, class_weight=class_weight
+                                                  ).predict_proba_features(x_train[test_ix])
         mel, sk = _aucs(y_train, probs)
         print(f"learning rate {rate:g}, {iters} iterations: cross-validated melanoma AUC {mel:.3f}, seborrheic "
               f"keratosis AUC {sk:.3f}", flush=True)
         if best is None or mel + sk > best[2] + best[3]:
-            best = (rate, iters, mel, sk)
-    rate, iters, mel, sk = best
-    info = {"learning_rate": rate, "max_iter": iters, "cv_melanoma_auc": round(mel, 4),
-            "cv_seborrheic_keratosis_auc": round(sk, 4), "n_train": len(train), "max_side": args.max_side,
+            best = (rate, iters, mel, sk, probs)
+    rate, iters, mel, sk, probs = best
+    # The decision rule: per-class weights on the cross-validated probabilities for the best balanced accuracy.
+    weights = fit_decision_weights(y_train, probs)
+    plain = balanced_accuracy(y_train, probs.argmax(axis=1), len(CLASSES))
+    weighted = balanced_accuracy(y_train, np.argmax(probs * weights, axis=1), len(CLASSES))
+    print(f"Decision weights {np.round(weights, 3).tolist()}: cross-validated balanced accuracy {plain:.3f} -> "
+          f"{weighted:.3f}")
+    info = {"learning_rate": rate, "max_iter": iters, "class_weight": args.class_weight,
+            "cv_melanoma_auc": round(mel, 4), "cv_seborrheic_keratosis_auc": round(sk, 4),
+            "cv_balanced_accuracy": round(weighted, 4), "n_train": len(train), "max_side": args.max_side,
             "datasets": [os.path.abspath(d) for d in args.dataset],
             "run": os.path.abspath(args.run) if args.run else None}
-    clf = LesionClassifier.fit(x_train, y_train, learning_rate=rate, max_iter=iters, info=info)
+    clf = LesionClassifier.fit(x_train, y_train, learning_rate=rate, max_iter=iters, class_weight=class_weight,
+                               info=info, decision_weights=weights)
     if val:
-        mel, sk = _aucs(y[len(train):], clf.predict_proba_features(x[len(train):]))
-        print(f"Held out, ground-truth masks: melanoma AUC {mel:.3f}, seborrheic keratosis AUC {sk:.3f}")
+        held = clf.predict_proba_features(x[len(train):])
+        mel, sk = _aucs(y[len(train):], held)
+        bal = balanced_accuracy(y[len(train):], clf.decide(held), len(CLASSES))
+        print(f"Held out, ground-truth masks: melanoma AUC {mel:.3f}, seborrheic keratosis AUC {sk:.3f}, balanced "
+              f"accuracy {bal:.3f}")
     clf.save(args.out)
     print(f"Wrote {args.out} (learning rate {rate:g}, {iters} iterations)")
     return 0

@@ -72,6 +72,13 @@ def test_merge_overlapping_keeps_one_detection_per_lesion():
     assert merged["class_probs"].shape == (2, 4) and merged["rois"].shape == (2, 4)
     # Below the overlap threshold both stay.
     assert len(inference.merge_overlapping(result, overlap=0.9)["scores"]) == 3
+    # By default one shared pixel makes two detections one lesion: none of the kept masks overlap.
+    d = np.zeros((10, 10), bool)
+    d[7:10, 7:10] = True          # 9 px, 1 shared with a (pixel 7, 7)
+    touching = inference.merge_overlapping(_result([a, d], [0.9, 0.8], [1, 1], [[0, 1.0]] * 2))
+    assert touching["scores"].tolist() == [0.9]
+    assert len(inference.merge_overlapping(_result([a, d], [0.9, 0.8], [1, 1], [[0, 1.0]] * 2),
+                                           overlap=0.2)["scores"]) == 2
 
 
 def test_finish_result_gives_the_classifier_diagnosis():
@@ -88,3 +95,32 @@ def test_finish_result_gives_the_classifier_diagnosis():
     assert done["class_ids"].tolist() == [2] and done["scores"].tolist() == [0.95]
     np.testing.assert_allclose(done["class_probs"][0, 1:], clf.predict_proba([(image, mask)])[0], rtol=1e-6)
     assert done["class_probs"][0, 0] == 0
+
+
+def test_decision_weights_by_hand_and_round_trip(tmp_path):
+    from lesion.classifier import balanced_accuracy, fit_decision_weights
+
+    # Nevus (class 2) is most probable for every image; the two rare images have a larger share of their class.
+    labels = np.array([0, 1, 2, 2, 2, 2])
+    probs = np.array([[0.30, 0.10, 0.60], [0.10, 0.35, 0.55], [0.10, 0.10, 0.80], [0.15, 0.05, 0.80],
+                      [0.05, 0.15, 0.80], [0.10, 0.10, 0.80]])
+    assert balanced_accuracy(labels, probs.argmax(axis=1), 3) == pytest.approx(1 / 3)  # nevus recall 1, others 0
+    weights = fit_decision_weights(labels, probs)
+    assert weights[2] == 1.0
+    decided = np.argmax(probs * weights, axis=1)
+    assert decided.tolist() == [0, 1, 2, 2, 2, 2]
+    # Melanoma needs 0.30 w > 0.60 (w > 2) but 0.15 w < 0.80 (w < 5.33): the weight lies between.
+    assert 2.0 < weights[0] < 5.34 and 0.35 * weights[1] > 0.55 and 0.15 * weights[1] < 0.80
+    # Without a gain the weights stay 1 (ties go to the plain arg-max).
+    np.testing.assert_array_equal(fit_decision_weights([2, 2], np.array([[0.1, 0.1, 0.8]] * 2)), [1, 1, 1])
+
+    colours = [(60, 30, 30), (150, 120, 80), (120, 70, 40)]
+    x = [lesion_features(*_disc_image(c, radius=14 + s, seed=s + 10 * k)) for k, c in enumerate(colours)
+         for s in range(4)]
+    clf = LesionClassifier.fit(np.stack(x), [k for k in range(3) for _ in range(4)], max_iter=20, min_samples_leaf=2,
+                               decision_weights=[1.0, 50.0, 1.0])
+    assert clf.decide([[0.5, 0.02, 0.48]]).tolist() == [1]  # 0.02 x 50 beats 0.5
+    loaded = LesionClassifier.load(clf.save(tmp_path / "clf.skops"))
+    np.testing.assert_array_equal(loaded.decision_weights, [1.0, 50.0, 1.0])
+    with pytest.raises(LesionClassifierError, match="decision_weights"):
+        LesionClassifier(clf.model, decision_weights=[1.0, -1.0, 1.0])

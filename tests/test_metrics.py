@@ -388,3 +388,18 @@ def test_brier_scores_by_hand(tmp_path):
     assert m["seborrheic_keratosis_brier"] == pytest.approx((0.01 + 0.04 + 0.0) / 3)
     path = plot_reliability(y, probs, tmp_path / "reliability.png", ["melanoma", "seborrheic_keratosis", "nevus"])
     assert (tmp_path / "reliability.png").stat().st_size > 1000 and path.endswith("reliability.png")
+
+
+def test_classification_metrics_count_the_given_decisions():
+    y = [0, 1, 2, 2]
+    probs = np.array([[0.4, 0.1, 0.5], [0.1, 0.3, 0.6], [0.1, 0.1, 0.8], [0.2, 0.1, 0.7]])
+    names = ["melanoma", "seborrheic_keratosis", "nevus"]
+    plain = classification_metrics(y, probs, names)
+    assert plain["balanced_accuracy"] == pytest.approx(1 / 3)
+    given = classification_metrics(y, probs, names, predictions=[0, 1, 2, 0])
+    # Recalls 1, 1, 1/2; the AUCs and the Brier score come from the probabilities either way.
+    assert given["balanced_accuracy"] == pytest.approx((1 + 1 + 0.5) / 3) and given["accuracy"] == 0.75
+    assert given["confusion_matrix"][2] == [1, 0, 1]
+    assert given["melanoma_auc"] == plain["melanoma_auc"] and given["brier"] == plain["brier"]
+    with pytest.raises(ValueError, match="predictions"):
+        classification_metrics(y, probs, names, predictions=[0, 1, 3, 0])
