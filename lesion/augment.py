@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import albumentations as A
 import cv2
-import numpy as np
+
+from mrcnn.data import seed_augmentation
 
 __all__ = ["STRENGTHS", "dermoscopy_augmentation"]
 
@@ -80,9 +81,5 @@ def dermoscopy_augmentation(strength: str = "default", rotate90: bool = True, se
             transforms.append(A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.3, 1.0), p=s["blur_p"]))
     pipeline = A.Compose(transforms)
     if seed is not None:
-        # Compose(seed=...) gives every transform the same seed, so their draws are equal: both flips would
-        # always happen together (a rotation by 180 degrees). Each transform gets its own seed instead.
-        pipeline.set_random_seed(seed)
-        for transform, child in zip(pipeline.transforms, np.random.SeedSequence(seed).generate_state(len(transforms))):
-            transform.set_random_seed(int(child))
+        seed_augmentation(pipeline, seed)
     return pipeline

@@ -10,7 +10,9 @@ mask together; an imgaug augmenter (matterport's scripts) is accepted when imgau
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
 import warnings
 
 import keras
@@ -20,7 +22,7 @@ from . import utils
 from .dataset import DatasetError
 
 __all__ = ["compose_image_meta", "parse_image_meta", "mold_image", "unmold_image", "load_image_gt",
-           "MaskRCNNSequence", "data_generator", "apply_augmentation"]
+           "MaskRCNNSequence", "data_generator", "apply_augmentation", "seed_augmentation"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,22 @@ def unmold_image(normalized_images: np.ndarray, config) -> np.ndarray:
 
 def _is_imgaug(augmentation) -> bool:
     return hasattr(augmentation, "to_deterministic")
+
+
+def seed_augmentation(augmentation, seed: int):
+    """Seed the random draws of an albumentations pipeline (each transform, nested ones included, gets its own
+    seed derived from ``seed``: one seed for all would make their draws equal, e.g. both flips always together)
+    or of an imgaug augmenter. Returns the augmentation; a plain callable is returned as it is."""
+    if _is_imgaug(augmentation):
+        augmentation.seed_(int(seed))
+        return augmentation
+    if not hasattr(augmentation, "set_random_seed"):
+        return augmentation
+    augmentation.set_random_seed(int(seed))
+    children = list(getattr(augmentation, "transforms", None) or [])
+    for child, child_seed in zip(children, np.random.SeedSequence(int(seed)).generate_state(len(children))):
+        seed_augmentation(child, int(child_seed))
+    return augmentation
 
 
 def apply_augmentation(augmentation, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -190,6 +208,11 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         self.batch_size = int(config.BATCH_SIZE)
         self.steps = int(steps) if steps else int(np.ceil(len(dataset.image_ids) / self.batch_size))
         self.rng = np.random.default_rng(seed if seed is not None else getattr(config, "SEED", None))
+        # Augmentation draws are seeded image by image from the batch position (a copy of the pipeline per worker
+        # thread), so they depend neither on thread scheduling nor on where a run was interrupted and resumed.
+        self._seeded_augmentation = augmentation is not None and (
+            _is_imgaug(augmentation) or hasattr(augmentation, "set_random_seed"))
+        self._local = threading.local()
         self.epoch = 0
         self._order = self._make_order(0)
         for _ in range(int(initial_epoch)):  # The order of epoch initial_epoch, as if the earlier ones had run.
@@ -197,6 +220,13 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         # The first DatasetError of a worker: Keras hands a loader's exception on from its tf.data pipeline wrapped
         # in a TensorFlow error whose message is the whole traceback; MaskRCNN.train raises this one instead.
         self.data_error: DatasetError | None = None
+
+    def _thread_augmentation(self):
+        """This worker thread's copy of the augmentation (pipelines keep their random state on the object)."""
+        aug = getattr(self._local, "augmentation", None)
+        if aug is None:
+            aug = self._local.augmentation = copy.deepcopy(self.augmentation)
+        return aug
 
     def _make_order(self, epoch: int) -> np.ndarray:
         ids = np.array(self.dataset.image_ids)
@@ -235,6 +265,8 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         for i, image_id in enumerate(ids):
             source = self.dataset.image_info[image_id]["source"]
             aug = None if source in self.no_augmentation_sources else self.augmentation
+            if aug is not None and self._seeded_augmentation:
+                aug = seed_augmentation(self._thread_augmentation(), int(rng.integers(1 << 31)))
             try:
                 image, meta, class_ids, boxes, masks = load_image_gt(
                     self.dataset, cfg, image_id, augmentation=aug, use_mini_mask=cfg.USE_MINI_MASK)

@@ -166,3 +166,41 @@ def test_imgaug_style_augmenter_moves_masks_with_the_image(monkeypatch):
     out_image, out_mask = apply_augmentation(Multiply(), image, mask)
     np.testing.assert_array_equal(out_mask, mask)
     assert out_image.max() == 100
+
+
+def test_training_batches_are_the_same_whatever_the_fetch_order_and_the_resume_point():
+    """The augmentation is seeded image by image from the batch position: fetching the batches in another order,
+    from several threads, or in a sequence started at a later epoch (a resumed run) gives the same batches."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mrcnn.data import MaskRCNNSequence
+    from samples.shapes import ShapesConfig, ShapesDataset
+
+    class Cfg(ShapesConfig):
+        IMAGES_PER_GPU = 2
+        SEED = 3
+
+    ds = ShapesDataset()
+    ds.load_shapes(8, 128, 128, seed=1)
+    ds.prepare()
+    cfg = Cfg()
+
+    def sequence(initial_epoch=0):
+        return MaskRCNNSequence(ds, cfg, augmentation=dermoscopy_augmentation("default", seed=11), steps=3,
+                                workers=1, initial_epoch=initial_epoch)
+
+    first = sequence()
+    epoch0 = [first[i] for i in range(3)]
+    first.on_epoch_end()
+    epoch1 = [first[i] for i in (2, 0, 1)]
+    again = sequence()
+    with ThreadPoolExecutor(3) as pool:
+        threaded = list(pool.map(again.__getitem__, [2, 1, 0]))[::-1]
+    resumed = sequence(initial_epoch=1)
+    for a, b in zip(epoch0, threaded):
+        np.testing.assert_array_equal(a["input_image"], b["input_image"])
+        np.testing.assert_array_equal(a["input_gt_masks"], b["input_gt_masks"])
+    np.testing.assert_array_equal(epoch1[1]["input_image"], resumed[0]["input_image"])
+    np.testing.assert_array_equal(epoch1[0]["input_gt_boxes"], resumed[2]["input_gt_boxes"])
+    # The draws do change from batch to batch: not the same transform for everyone.
+    assert not np.array_equal(epoch0[0]["input_image"], epoch1[1]["input_image"])
