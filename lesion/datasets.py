@@ -58,7 +58,8 @@ import cv2
 import numpy as np
 
 from mrcnn.atomic import write_bytes_atomic
-from mrcnn.dataset import Dataset, DatasetError, ImageReadError, OutsideImageError, clamp_ring, outside_image, read_image
+from mrcnn.dataset import (Dataset, DatasetError, ImageReadError, OutsideImageError, clamp_ring, outside_image,
+                           read_image)
 
 __all__ = [
     "ATTRIBUTE_CLASSES",
