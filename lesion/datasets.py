@@ -305,15 +305,21 @@ def _check_mask_size(mask_path: str, image_path: str, width: int, height: int) -
         )
 
 
-def _header_size(path: str) -> tuple[int | None, int | None, list[str]]:
-    """``(width, height, [])`` of an image file from its header, or ``(None, None, [problem])`` when the header
-    cannot be read: the loaders register such an image with its problem, which :func:`mrcnn.dataset.check_dataset`
-    lists and ``load_image`` / ``load_mask`` raise."""
-    try:
-        width, height = _file_size(path)
-    except ImageReadError as error:
-        return None, None, [str(error)]
-    return width, height, []
+def _header_sizes(paths: Sequence[str], keep_unreadable: bool) -> list[tuple[int | None, int | None, list[str]]]:
+    """``(width, height, [])`` of each image file from its header, or ``(None, None, [problem])`` for a header that
+    cannot be read: with ``keep_unreadable`` the loaders register such an image with its problem (which
+    :func:`mrcnn.dataset.check_dataset` lists and ``load_image`` / ``load_mask`` raise), else an ImageReadError
+    names every such file."""
+    sizes: list[tuple[int | None, int | None, list[str]]] = []
+    for path in paths:
+        try:
+            sizes.append((*_file_size(path), []))
+        except ImageReadError as error:
+            sizes.append((None, None, [str(error)]))
+    unreadable = [problem for _, _, problems in sizes for problem in problems]
+    if unreadable and not keep_unreadable:
+        raise ImageReadError("; ".join(unreadable))
+    return sizes
 
 
 def _examples(ids: Sequence[str], n: int = 5) -> str:
@@ -587,6 +593,7 @@ class IsicDataset(_ResizingMixin, Dataset):
         max_side: int | None = None,
         cache_dir: str | None = None,
         inference: bool = False,
+        keep_unreadable: bool = False,
     ) -> None:
         """Register the images of one split of an official ISIC download.
 
@@ -603,11 +610,14 @@ class IsicDataset(_ResizingMixin, Dataset):
             max_side: if set, ``load_image`` / ``load_mask`` return copies whose long side is at most this.
             cache_dir: if set (with ``max_side``), resized copies are cached in this folder.
             inference: keep images that have no mask (``load_mask`` gives zero instances) instead of raising.
+            keep_unreadable: register an image whose header cannot be read with its problem (listed by
+                :func:`mrcnn.dataset.check_dataset`, raised by ``load_image`` / ``load_mask``) instead of raising.
 
         Raises:
             FileNotFoundError: ``root`` does not exist.
             DatasetError: no (or an ambiguous) layout, requested ids missing, images without masks (unless
                 ``inference``), a diagnosis missing in diagnosis mode, or a malformed label CSV.
+            ImageReadError: image headers that cannot be read (unless ``keep_unreadable``; every file named).
             ValueError: a bad ``classes``, ``subset`` or ``max_side``.
         """
         if classes not in ("lesion", "diagnosis"):
@@ -664,9 +674,9 @@ class IsicDataset(_ResizingMixin, Dataset):
             self.add_class(self.source, 1, LESION_CLASSES[0])
         self.classes = classes
 
-        for image_id in ids:
+        sizes = _header_sizes([images[i] for i in ids], keep_unreadable)
+        for image_id, (width, height, problems) in zip(ids, sizes):
             path = images[image_id]
-            width, height, problems = _header_size(path)
             label = labels.get(image_id)
             diagnosis = label.diagnosis if label else None
             self.add_image(
@@ -757,6 +767,7 @@ class IsicAttributeDataset(_ResizingMixin, Dataset):
         max_side: int | None = None,
         cache_dir: str | None = None,
         inference: bool = False,
+        keep_unreadable: bool = False,
     ) -> None:
         """Register the images of one split of the ISIC 2018 Task 1-2 download with their attribute masks.
 
@@ -771,6 +782,7 @@ class IsicAttributeDataset(_ResizingMixin, Dataset):
             max_side: if set, images and masks are resized so the long side is at most this.
             cache_dir: if set (with ``max_side``), resized copies are cached in this folder.
             inference: keep images that have no attribute masks (zero instances) instead of raising.
+            keep_unreadable: as in :meth:`IsicDataset.load_isic`.
 
         Raises:
             FileNotFoundError: ``root`` does not exist.
@@ -817,9 +829,9 @@ class IsicAttributeDataset(_ResizingMixin, Dataset):
 
         for class_id, name in enumerate(ATTRIBUTE_CLASSES, start=1):
             self.add_class(self.source, class_id, name)
-        for image_id in ids:
+        sizes = _header_sizes([images[i] for i in ids], keep_unreadable)
+        for image_id, (width, height, problems) in zip(ids, sizes):
             path = images[image_id]
-            width, height, problems = _header_size(path)
             self.add_image(self.source, image_id=image_id, path=path, width=width, height=height,
                            attribute_paths=attribute_paths.get(image_id), instance_mode=instance_mode,
                            min_area=min_area, max_side=max_side, cache_dir=cache_dir, problems=problems)

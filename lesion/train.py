@@ -232,7 +232,7 @@ def _load_data(args, cache_dir: str | None, max_side: int | None):
         for root in args.dataset:
             start = len(dataset.image_info)
             dataset.load_isic(root, subset=args.subset, classes=args.classes, max_side=max_side,
-                              cache_dir=cache_dir)
+                              cache_dir=cache_dir, keep_unreadable=True)  # For the data check to list.
             infos = dataset.image_info[start:]
             # Stratified by diagnosis; the images without one (None) are a group of their own, which for a folder
             # without any diagnosis is the unstratified split.

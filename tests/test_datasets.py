@@ -629,8 +629,10 @@ def test_check_dataset_lists_every_bad_isic_image(tmp_path):
         f.write(b"not a JPEG at all")  # An image that cannot be identified.
     with open(os.path.join(masks, "ISIC_0000004_segmentation.png"), "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n garbage")  # A mask that cannot be read.
+    with pytest.raises(DatasetError, match=r"^\S+ISIC_0000003\.jpg: not a readable image \("):
+        IsicDataset().load_isic(root)  # By default an unreadable image stops the loading.
     ds = IsicDataset()
-    ds.load_isic(root)  # Registers the unreadable image with its problem instead of stopping at it.
+    ds.load_isic(root, keep_unreadable=True)  # Registers the unreadable image with its problem.
     ds.prepare()
     check = check_dataset(ds, workers=3)
     assert check.num_images == 4 and check.workers == 3 and check.bad_images == [1, 2, 3]
