@@ -17,6 +17,7 @@ __all__ = [
     "MissingImageError",
     "ImageSizeMismatchError",
     "DegeneratePolygonError",
+    "PolygonOutsideImageError",
     "MakesenseWarning",
     "ConversionReport",
     "clean_ring",

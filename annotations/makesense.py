@@ -35,7 +35,9 @@ Behaviour for the ambiguous cases:
 - **Unlabelled polygons** (COCO annotation without ``category_id``, VGG region without a label) go to
   ``default_category`` when given, else to the only category when there is exactly one, else they are dropped;
   either way a warning names the image file and the annotation.
-- **Geometry.** Vertices are clamped to ``[0, width] x [0, height]``; repeated consecutive vertices and the
+- **Geometry.** Vertices are clamped to ``[0, width] x [0, height]`` (one warning names the export, the images and
+  the annotations); a ring wholly outside its image is an error that lists every such annotation (export file,
+  image file, annotation), since its coordinates belong to another image or size; repeated consecutive vertices and the
   closing vertex (VGG repeats the first vertex at the end) are removed; rings with fewer than 3 distinct vertices
   or zero area are dropped with a warning, and so is an annotation whose polygon covers no pixel when rasterised.
   ``bbox`` is the extent of the cleaned vertices; ``area`` is the pixel count of the rasterised polygon, i.e. the
@@ -65,6 +67,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from mrcnn.atomic import atomic_path
+from mrcnn.dataset import OutsideImageError, clamp_ring
 
 __all__ = [
     "MakesenseError",
@@ -72,6 +75,7 @@ __all__ = [
     "MissingImageError",
     "ImageSizeMismatchError",
     "DegeneratePolygonError",
+    "PolygonOutsideImageError",
     "MakesenseWarning",
     "ConversionReport",
     "IMAGE_EXTENSIONS",
@@ -115,6 +119,10 @@ class ImageSizeMismatchError(MakesenseError):
 
 class DegeneratePolygonError(MakesenseError):
     """A polygon ring that encloses no area: too few distinct vertices, collinear vertices or bad coordinates."""
+
+
+class PolygonOutsideImageError(MakesenseError):
+    """A polygon ring that lies wholly outside its image: its coordinates are another image's (or another size's)."""
 
 
 class MakesenseWarning(UserWarning):
@@ -199,18 +207,20 @@ def clean_ring(coords: Sequence[float], width: float, height: float) -> tuple[li
     Raises:
         DegeneratePolygonError: odd length, a non-numeric or non-finite coordinate, fewer than 3 distinct
             vertices, or zero area (after clamping).
+        PolygonOutsideImageError: the ring lies wholly outside the image (:func:`mrcnn.dataset.outside_image`).
     """
     if len(coords) % 2:
         raise DegeneratePolygonError(f"odd number of coordinates ({len(coords)})")
-    points: list[tuple[float, float]] = []
-    clamped = 0
     for x, y in zip(coords[0::2], coords[1::2]):
         if not (_is_number(x) and _is_number(y)) or not (math.isfinite(x) and math.isfinite(y)):
             raise DegeneratePolygonError(f"bad vertex ({x!r}, {y!r}): coordinates must be finite numbers")
-        cx = float(min(max(x, 0), width))
-        cy = float(min(max(y, 0), height))
-        clamped += (cx, cy) != (x, y)
-        points.append((cx, cy))
+    if not coords:
+        raise DegeneratePolygonError("fewer than 3 distinct vertices (0)")
+    try:
+        flat, clamped = clamp_ring(coords, width, height)
+    except OutsideImageError as exc:
+        raise PolygonOutsideImageError(str(exc)) from None
+    points = list(zip(flat[0::2], flat[1::2]))
     ring: list[tuple[float, float]] = []
     for point in points:
         if not ring or point != ring[-1]:
@@ -736,6 +746,7 @@ def convert_with_report(
         RectangleExportError: a rectangle, point, line or tag export.
         MissingImageError: images named in the export are not in ``images_dir``.
         ImageSizeMismatchError: a COCO export records another width/height than the image file.
+        PolygonOutsideImageError: polygons lie wholly outside their image (every one is listed).
         MakesenseError: any other unusable export, or no annotation left after cleaning.
     """
     export_path = os.fspath(export_path)
@@ -761,6 +772,7 @@ def convert_with_report(
     images: list[dict] = []
     annotations: list[dict] = []
     clamped_annotations: list[str] = []  # "<file name> (<annotation>)" of each annotation with clamped vertices.
+    outside: list[str] = []  # "<file name>: <annotation>: <ring>: <problem>" of each ring wholly outside its image.
     for entry in labelled:
         width, height = sizes[entry.file_name]
         image_id = len(images) + 1
@@ -782,6 +794,9 @@ def convert_with_report(
                 for i, ring in enumerate(shape.rings):
                     try:
                         cleaned, n = clean_ring(ring, width, height)
+                    except PolygonOutsideImageError as exc:
+                        outside.append(f"{where}" + (f": ring {i}" if len(shape.rings) > 1 else "") + f": {exc}")
+                        continue
                     except DegeneratePolygonError as exc:
                         reasons.append(f"ring {i}: {exc}" if len(shape.rings) > 1 else str(exc))
                         continue
@@ -820,6 +835,12 @@ def convert_with_report(
             continue
         images.append({"id": image_id, "file_name": entry.file_name, "width": width, "height": height})
         annotations.extend(kept)
+    if outside:
+        raise PolygonOutsideImageError(
+            f"{export_path}: {len(outside)} polygon(s) lie wholly outside their image, so the export does not match "
+            f"the images in {folder.root}: {'; '.join(outside[:_MAX_LISTED])}"
+            + (f" and {len(outside) - _MAX_LISTED} more" if len(outside) > _MAX_LISTED else "")
+        )
     if report.clamped_vertices:
         shown = ", ".join(clamped_annotations[:5]) + (
             f" and {len(clamped_annotations) - 5} more" if len(clamped_annotations) > 5 else ""

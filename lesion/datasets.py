@@ -58,7 +58,8 @@ import cv2
 import numpy as np
 
 from mrcnn.atomic import write_bytes_atomic
-from mrcnn.dataset import Dataset, DatasetError, ImageReadError, read_image
+from mrcnn.dataset import (Dataset, DatasetError, ImageReadError, OutsideImageError, clamp_ring, outside_image,
+                           read_image)
 
 __all__ = [
     "ATTRIBUTE_CLASSES",
@@ -134,18 +135,26 @@ def resized_size(width: int, height: int, max_side: int | None) -> tuple[int, in
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _file_size(path: str) -> tuple[int, int]:
-    """Displayed ``(width, height)`` of an image file from its header (EXIF orientation applied)."""
+def _file_size(path: str, what: str = "image") -> tuple[int, int]:
+    """Displayed ``(width, height)`` of an image file from its header (EXIF orientation applied), without decoding
+    the pixels; ``what`` ("image", "mask") names the file in errors."""
     from PIL import Image, UnidentifiedImageError
 
     if not os.path.isfile(path):
-        raise ImageReadError(f"{path}: no such image file")
+        raise ImageReadError(f"{path}: no such {what} file")
     try:
         with Image.open(path) as im:
             width, height = im.size
-            orientation = im.getexif().get(0x0112, 1)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ImageReadError(f"{path}: not a readable image ({exc})") from exc
+            if im.format == "PNG":
+                # PIL's getexif() decodes a PNG's pixels in case an eXIf chunk follows them; the header's is used.
+                exif = Image.Exif()
+                if "exif" in im.info:
+                    exif.load(im.info["exif"])
+            else:
+                exif = im.getexif()
+            orientation = exif.get(0x0112, 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"{path}: not a readable {what} ({exc})") from exc
     if orientation in (5, 6, 7, 8):  # Transposed or rotated by 90 degrees: the displayed image is H x W.
         width, height = height, width
     return width, height
@@ -286,13 +295,31 @@ def _cached_mask(path: str, max_side: int | None, cache_dir: str | None) -> np.n
 
 
 def _check_mask_size(mask_path: str, image_path: str, width: int, height: int) -> None:
-    """Raise a DatasetError naming both files when the mask file's size is not ``width`` x ``height``."""
-    mask_width, mask_height = _file_size(mask_path)
+    """Raise a DatasetError naming both files when the mask file's size is not ``width`` x ``height`` (an
+    ImageReadError when the mask's header cannot be read)."""
+    mask_width, mask_height = _file_size(mask_path, "mask")
     if (mask_width, mask_height) != (width, height):
         raise DatasetError(
             f"{mask_path}: the mask is {mask_width}x{mask_height} (width x height) but its image {image_path} is "
             f"{width}x{height}; a mask must have the size of its image"
         )
+
+
+def _header_sizes(paths: Sequence[str], keep_unreadable: bool) -> list[tuple[int | None, int | None, list[str]]]:
+    """``(width, height, [])`` of each image file from its header, or ``(None, None, [problem])`` for a header that
+    cannot be read: with ``keep_unreadable`` the loaders register such an image with its problem (which
+    :func:`mrcnn.dataset.check_dataset` lists and ``load_image`` / ``load_mask`` raise), else an ImageReadError
+    names every such file."""
+    sizes: list[tuple[int | None, int | None, list[str]]] = []
+    for path in paths:
+        try:
+            sizes.append((*_file_size(path), []))
+        except ImageReadError as error:
+            sizes.append((None, None, [str(error)]))
+    unreadable = [problem for _, _, problems in sizes for problem in problems]
+    if unreadable and not keep_unreadable:
+        raise ImageReadError("; ".join(unreadable))
+    return sizes
 
 
 def _examples(ids: Sequence[str], n: int = 5) -> str:
@@ -529,6 +556,7 @@ class _ResizingMixin:
         Returns:
             uint8 [H, W, 3].
         """
+        self.raise_recorded_problems(image_id)
         info = self.image_info[image_id]
         return _cached_image(info["path"], info.get("max_side"), info.get("cache_dir"))
 
@@ -565,6 +593,7 @@ class IsicDataset(_ResizingMixin, Dataset):
         max_side: int | None = None,
         cache_dir: str | None = None,
         inference: bool = False,
+        keep_unreadable: bool = False,
     ) -> None:
         """Register the images of one split of an official ISIC download.
 
@@ -581,11 +610,14 @@ class IsicDataset(_ResizingMixin, Dataset):
             max_side: if set, ``load_image`` / ``load_mask`` return copies whose long side is at most this.
             cache_dir: if set (with ``max_side``), resized copies are cached in this folder.
             inference: keep images that have no mask (``load_mask`` gives zero instances) instead of raising.
+            keep_unreadable: register an image whose header cannot be read with its problem (listed by
+                :func:`mrcnn.dataset.check_dataset`, raised by ``load_image`` / ``load_mask``) instead of raising.
 
         Raises:
             FileNotFoundError: ``root`` does not exist.
             DatasetError: no (or an ambiguous) layout, requested ids missing, images without masks (unless
                 ``inference``), a diagnosis missing in diagnosis mode, or a malformed label CSV.
+            ImageReadError: image headers that cannot be read (unless ``keep_unreadable``; every file named).
             ValueError: a bad ``classes``, ``subset`` or ``max_side``.
         """
         if classes not in ("lesion", "diagnosis"):
@@ -642,9 +674,9 @@ class IsicDataset(_ResizingMixin, Dataset):
             self.add_class(self.source, 1, LESION_CLASSES[0])
         self.classes = classes
 
-        for image_id in ids:
+        sizes = _header_sizes([images[i] for i in ids], keep_unreadable)
+        for image_id, (width, height, problems) in zip(ids, sizes):
             path = images[image_id]
-            width, height = _file_size(path)
             label = labels.get(image_id)
             diagnosis = label.diagnosis if label else None
             self.add_image(
@@ -653,7 +685,7 @@ class IsicDataset(_ResizingMixin, Dataset):
                 label=DIAGNOSIS_CLASSES.index(diagnosis) if diagnosis in DIAGNOSIS_CLASSES else None,
                 melanoma=label.melanoma if label else None,
                 seborrheic_keratosis=label.seborrheic_keratosis if label else None,
-                year=layout.year, subset=layout.subset, max_side=max_side, cache_dir=cache_dir,
+                year=layout.year, subset=layout.subset, max_side=max_side, cache_dir=cache_dir, problems=problems,
             )
             self.image_info[-1]["image_id"] = image_id  # add_image's image_id is stored as "id".
 
@@ -669,8 +701,10 @@ class IsicDataset(_ResizingMixin, Dataset):
             class_ids: int32 [N]: 1 in lesion mode, ``label + 1`` in diagnosis mode.
 
         Raises:
-            DatasetError: the mask file's size differs from the image's (the message names both files and sizes).
+            DatasetError: the mask file's size differs from the image's (the message names both files and sizes),
+                or the image's header could not be read when it was registered.
         """
+        self.raise_recorded_problems(image_id)
         info = self.image_info[image_id]
         height, width = self._output_size(image_id)
         mask_path = info.get("mask_path")
@@ -687,6 +721,20 @@ class IsicDataset(_ResizingMixin, Dataset):
         """The ISIC id and path of an image."""
         info = self.image_info[image_id]
         return f"{info['image_id']} ({info['path']})"
+
+    def check_image(self, image_id: int) -> list[str]:
+        """The image's header was read when it was registered, and each mask's header can be read and gives the
+        image's size (for :func:`mrcnn.dataset.check_dataset`)."""
+        problems = super().check_image(image_id)
+        if problems:
+            return problems  # The image's size is unknown.
+        info = self.image_info[image_id]
+        for mask_path in [info["mask_path"]] if info.get("mask_path") else []:
+            try:
+                _check_mask_size(mask_path, info["path"], info["width"], info["height"])
+            except DatasetError as error:
+                problems.append(str(error))
+        return problems
 
 
 _ATTRIBUTE_LAYOUTS: tuple[tuple[str, str, str], ...] = (
@@ -719,6 +767,7 @@ class IsicAttributeDataset(_ResizingMixin, Dataset):
         max_side: int | None = None,
         cache_dir: str | None = None,
         inference: bool = False,
+        keep_unreadable: bool = False,
     ) -> None:
         """Register the images of one split of the ISIC 2018 Task 1-2 download with their attribute masks.
 
@@ -733,6 +782,7 @@ class IsicAttributeDataset(_ResizingMixin, Dataset):
             max_side: if set, images and masks are resized so the long side is at most this.
             cache_dir: if set (with ``max_side``), resized copies are cached in this folder.
             inference: keep images that have no attribute masks (zero instances) instead of raising.
+            keep_unreadable: as in :meth:`IsicDataset.load_isic`.
 
         Raises:
             FileNotFoundError: ``root`` does not exist.
@@ -779,12 +829,12 @@ class IsicAttributeDataset(_ResizingMixin, Dataset):
 
         for class_id, name in enumerate(ATTRIBUTE_CLASSES, start=1):
             self.add_class(self.source, class_id, name)
-        for image_id in ids:
+        sizes = _header_sizes([images[i] for i in ids], keep_unreadable)
+        for image_id, (width, height, problems) in zip(ids, sizes):
             path = images[image_id]
-            width, height = _file_size(path)
             self.add_image(self.source, image_id=image_id, path=path, width=width, height=height,
                            attribute_paths=attribute_paths.get(image_id), instance_mode=instance_mode,
-                           min_area=min_area, max_side=max_side, cache_dir=cache_dir)
+                           min_area=min_area, max_side=max_side, cache_dir=cache_dir, problems=problems)
             self.image_info[-1]["image_id"] = image_id
 
     def load_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -800,6 +850,7 @@ class IsicAttributeDataset(_ResizingMixin, Dataset):
         Raises:
             DatasetError: an attribute mask's size differs from the image's.
         """
+        self.raise_recorded_problems(image_id)
         info = self.image_info[image_id]
         height, width = self._output_size(image_id)
         instances: list[np.ndarray] = []
@@ -830,6 +881,20 @@ class IsicAttributeDataset(_ResizingMixin, Dataset):
         info = self.image_info[image_id]
         return f"{info['image_id']} ({info['path']})"
 
+    def check_image(self, image_id: int) -> list[str]:
+        """The image's header was read when it was registered, and each mask's header can be read and gives the
+        image's size (for :func:`mrcnn.dataset.check_dataset`)."""
+        problems = super().check_image(image_id)
+        if problems:
+            return problems  # The image's size is unknown.
+        info = self.image_info[image_id]
+        for mask_path in (info.get("attribute_paths") or {}).values():
+            try:
+                _check_mask_size(mask_path, info["path"], info["width"], info["height"])
+            except DatasetError as error:
+                problems.append(str(error))
+        return problems
+
 
 class CocoDataset(Dataset):
     """Any COCO-format instance segmentation data set (a JSON file and its image folder), via pycocotools.
@@ -837,6 +902,11 @@ class CocoDataset(Dataset):
     Categories are registered with ``add_class("coco", category_id, name)``, so internal class ids are contiguous
     (1..K in category-id order) and ``map_source_class_id("coco.<category_id>")`` converts. Polygon and RLE
     segmentations are decoded with ``COCO.annToMask``; annotations whose mask is empty are dropped.
+
+    Geometry is checked against each image's recorded ``width`` x ``height`` when the file is loaded: a polygon (or
+    ``bbox``) partly outside the image is clamped to it with a warning that names the file, the image and the
+    annotation id; one wholly outside the image, or an RLE of another size, is that image's problem: listed by
+    :func:`mrcnn.dataset.check_dataset` and raised by ``load_image`` / ``load_mask``, never trained as background.
 
     Crowd annotations (``iscrowd=1``) are kept by default as matterport did, with a *negative* class id: the
     training targets (:mod:`mrcnn.targets`) never make them positives and never take anchors or ROIs that touch
@@ -878,6 +948,7 @@ class CocoDataset(Dataset):
             raise FileNotFoundError(f"{image_dir}: no such image folder (for {annotation_json})")
         data = _read_json(annotation_json)
         _check_coco(data, annotation_json)
+        problems = _check_coco_geometry(data, annotation_json)
         coco = COCO()
         coco.dataset = data
         try:
@@ -919,7 +990,8 @@ class CocoDataset(Dataset):
                 annotations = [a for a in annotations if not a.get("iscrowd", 0)]
             self.add_image(self.source, image_id=image_id, path=os.path.join(image_dir, image["file_name"]),
                            width=image["width"], height=image["height"], annotations=annotations,
-                           coco_index=coco_index, annotation_json=annotation_json)
+                           coco_index=coco_index, annotation_json=annotation_json,
+                           problems=[problems[id(a)] for a in annotations if id(a) in problems])
 
     def load_image(self, image_id: int) -> np.ndarray:
         """The image as uint8 RGB [H, W, 3], checked against the width and height its COCO file records.
@@ -945,7 +1017,11 @@ class CocoDataset(Dataset):
         Returns:
             masks: bool [H, W, N] (H, W from the JSON's ``height`` / ``width``).
             class_ids: int32 [N]: internal class ids, negative for crowd annotations.
+
+        Raises:
+            DatasetError: an annotation of the image lies wholly outside it (see the class docstring).
         """
+        self.raise_recorded_problems(image_id)
         info = self.image_info[image_id]
         coco = self._cocos[info["coco_index"]]
         height, width = info["height"], info["width"]
@@ -966,6 +1042,21 @@ class CocoDataset(Dataset):
         if not instances:
             return np.zeros([height, width, 0], bool), np.zeros([0], np.int32)
         return np.stack(instances, axis=-1), np.array(class_ids, np.int32)
+
+    def check_image(self, image_id: int) -> list[str]:
+        """The annotations' geometry (checked at load time) and the image file's header: readable, and of the size
+        the COCO file records (for :func:`mrcnn.dataset.check_dataset`)."""
+        problems = super().check_image(image_id)
+        info = self.image_info[image_id]
+        try:
+            width, height = _file_size(info["path"])
+        except ImageReadError as error:
+            return problems + [str(error)]
+        if (width, height) != (info["width"], info["height"]):
+            problems.append(f"{info['path']}: the image is {width}x{height} (width x height) but "
+                            f"{info.get('annotation_json')} records {info['width']}x{info['height']}; the masks "
+                            "would not line up with it")
+        return problems
 
 
 def _is_finite_number(value: object) -> bool:
@@ -1029,6 +1120,60 @@ def _check_coco(data: object, path: str) -> None:
             if len(ring) < 6 or len(ring) % 2:
                 raise DatasetError(f"{where}: polygon {k} has {len(ring)} coordinates; a polygon needs at least 3 "
                                    "points, as x1, y1, x2, y2, x3, y3, ...")
+
+
+def _check_coco_geometry(data: dict, path: str) -> dict[int, str]:
+    """Check every annotation of a COCO file (already through :func:`_check_coco`) against its image's size.
+
+    A polygon ring or ``bbox`` partly outside ``[0, width] x [0, height]`` is clamped in place, with a warning naming
+    ``path``, the image and the annotation id. A ring or ``bbox`` wholly outside, or an RLE whose ``size`` is not
+    the image's, is a problem of that annotation.
+
+    Returns:
+        ``id(annotation)`` -> the problem (naming ``path``, the image and the annotation), for the annotations
+        that cannot be used.
+    """
+    images = {image["id"]: image for image in data["images"]}
+    problems: dict[int, str] = {}
+    for index, ann in enumerate(data["annotations"]):
+        image = images[ann["image_id"]]
+        width, height = image["width"], image["height"]
+        where = (f"{path}: image {image['id']!r} ({image['file_name']}): "
+                 + (f"annotation id {ann['id']!r}" if "id" in ann else f"annotation #{index} (no id)"))
+        found: list[str] = []
+        moved: list[str] = []
+        segmentation = ann["segmentation"]
+        if isinstance(segmentation, dict):
+            size = segmentation.get("size")
+            if isinstance(size, list) and list(size) != [height, width]:
+                found.append(f"its RLE has the size {size} ([height, width]) but the image is [{height}, {width}]")
+        else:
+            for k, ring in enumerate(segmentation):
+                try:
+                    clamped, n = clamp_ring(ring, width, height)
+                except OutsideImageError as error:
+                    found.append(f"polygon {k}: {error}")
+                    continue
+                if n:
+                    segmentation[k] = clamped
+                    moved.append(f"{n} vertices of polygon {k}")
+        bbox = ann.get("bbox")
+        if isinstance(bbox, list) and len(bbox) == 4 and all(_is_finite_number(v) for v in bbox):
+            x, y, w, h = bbox
+            if outside_image(x, y, x + w, y + h, width, height):
+                found.append(f"its bbox {bbox} lies wholly outside the {width}x{height} image")
+            else:
+                x1, y1 = min(max(x, 0), width), min(max(y, 0), height)
+                x2, y2 = min(max(x + w, 0), width), min(max(y + h, 0), height)
+                if [x1, y1, x2 - x1, y2 - y1] != bbox:
+                    ann["bbox"] = [x1, y1, x2 - x1, y2 - y1]
+                    moved.append("its bbox")
+        if found:
+            problems[id(ann)] = f"{where}: {'; '.join(found)}; fix the coordinates or the image's width/height"
+        elif moved:
+            log.warning("%s: %s outside the %dx%d image, clamped to its border", where, " and ".join(moved),
+                        width, height)
+    return problems
 
 
 # ----------------------------------------------------------------------------------------------------------------

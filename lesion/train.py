@@ -41,12 +41,22 @@ class-specific heads; a missing file is reported with its download address. ``no
 choice for ``--config light``, whose backbone has no pretrained weights) trains from scratch. ``last`` continues
 the newest run of the config: the same run folder, the epoch counter, the split and the kind of schedule.
 
+Data check: before the model is built, every image is checked in parallel threads
+(:func:`mrcnn.dataset.check_dataset`: image and mask headers, a mask of another size than its image, COCO polygons
+or boxes wholly outside their image). A problem stops the run before its first step with a message that lists every
+one (file and problem); ``--skip-bad`` leaves those images out instead, lists them and goes on (a resumed run keeps
+its held-out ids, less the images left out).
+
+Run folder: training holds it (:mod:`mrcnn.run_folder`): a second run into a folder in use is refused with the PID
+that holds it, a lock left by a killed run is taken over, and temporary files of interrupted writes (a checkpoint cut
+short by ``kill -9``) are removed, each with a message; the lock is released when the run ends, also on an error.
+
 Full-resolution ISIC images (up to 6000 px) are decoded at ``--max-side`` (default: the input size) and the
 resized copies cached under ``--cache-dir`` (default ``<logs>/cache``), so every epoch after the first reads
-small files. Errors in the arguments or the data are one line on stderr and exit status 2: also a data error found
-during training (an unreadable image or mask, a mask of another size than its image), which stops the run and keeps
-the checkpoints written so far. ``--logs`` and ``--cache-dir`` are checked (created, writable) before the data is
-read.
+small files. Errors in the arguments or the data are one line on stderr and exit status 2 (the data check: a line
+per problem): also a data error found during training (an image whose pixels cannot be decoded although its header
+could), which stops the run and keeps the checkpoints written so far. ``--logs`` and ``--cache-dir`` are checked
+(created, writable) before the data is read.
 
 Python::
 
@@ -70,6 +80,7 @@ if __name__ == "__main__":
 
 import argparse
 import ast
+import contextlib
 import copy
 import dataclasses
 import json
@@ -221,7 +232,7 @@ def _load_data(args, cache_dir: str | None, max_side: int | None):
         for root in args.dataset:
             start = len(dataset.image_info)
             dataset.load_isic(root, subset=args.subset, classes=args.classes, max_side=max_side,
-                              cache_dir=cache_dir)
+                              cache_dir=cache_dir, keep_unreadable=True)  # For the data check to list.
             infos = dataset.image_info[start:]
             # Stratified by diagnosis; the images without one (None) are a group of their own, which for a folder
             # without any diagnosis is the unstratified split.
@@ -249,6 +260,29 @@ def _load_data(args, cache_dir: str | None, max_side: int | None):
         counts = Counter(a["category_id"] for a in info["annotations"] if not a.get("iscrowd", 0))
         labels[key] = counts.most_common(1)[0][0] if counts else 0
     return dataset, keys, [(keys, labels)]
+
+
+def _check_data(args, dataset, keys: list[str], groups):
+    """The data check before training (:func:`mrcnn.dataset.check_dataset`): stop with every problem listed, or with
+    ``--skip-bad`` leave those images out. Returns ``(dataset, keys, groups, skipped keys)``."""
+    from mrcnn.dataset import check_dataset
+
+    check = check_dataset(dataset)
+    print(f"Data check: {check.summary()}")
+    if not check.problems:
+        return dataset, keys, groups, []
+    if not args.skip_bad:
+        check.raise_if_bad("; nothing was trained (fix them, or leave them out with --skip-bad)")
+    skipped = [keys[i] for i in check.bad_images]
+    print(f"Left out {len(skipped)} images (--skip-bad):")
+    for line in check.lines():
+        print(f"  {line}")
+    bad = set(skipped)
+    kept = [i for i, key in enumerate(keys) if key not in bad]
+    if not kept:
+        raise UsageError("--skip-bad: every image was left out; nothing to train on")
+    groups = [([k for k in group_keys if k not in bad], labels) for group_keys, labels in groups]
+    return _subset(dataset, kept), [keys[i] for i in kept], groups, skipped
 
 
 def _read_run_record(path: str) -> dict:
@@ -302,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--augment", choices=("flips", "light", "default", "strong"), default="default",
                       help="augmentation strength, see lesion.augment.dermoscopy_augmentation (default: %(default)s)")
     data.add_argument("--workers", type=int, default=None, help="image loading threads (config DATA_WORKERS)")
+    data.add_argument("--skip-bad", action="store_true",
+                      help="leave out the images the data check before training refuses (listed with the reason) "
+                           "instead of stopping")
 
     model = p.add_argument_group("model")
     model.add_argument("--config", choices=("light", "full"), default="full",
@@ -511,14 +548,16 @@ def _check_args(args) -> bool:
     return light
 
 
-def _split(args, run_dir: str, resumed: bool, keys: list[str], groups, seed: int) -> tuple[list[str], list[str]]:
-    """The run's (train_ids, val_ids): the resumed run's ``val_ids.txt``, else :func:`make_split` of each group
-    (each ``--dataset`` folder) on its own."""
+def _split(args, run_dir: str, resumed: bool, keys: list[str], groups, seed: int,
+           skipped: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """The run's (train_ids, val_ids): the resumed run's ``val_ids.txt`` (less the images ``skipped`` by the data
+    check, which the file keeps), else :func:`make_split` of each group (each ``--dataset`` folder) on its own."""
     from lesion.datasets import read_ids
 
     val_file = os.path.join(run_dir, "val_ids.txt")
     if resumed and os.path.isfile(val_file):
-        val_ids = read_ids(val_file)
+        recorded = val_ids = read_ids(val_file)
+        val_ids = [i for i in recorded if i not in set(skipped)]
         unknown = sorted(set(val_ids) - set(keys))
         if unknown:
             raise UsageError(f"{val_file}: {len(unknown)} held-out ids of the resumed run are not in this data set "
@@ -527,6 +566,7 @@ def _split(args, run_dir: str, resumed: bool, keys: list[str], groups, seed: int
         train_ids = sorted(k for k in keys if k not in held_out)
         print(f"Validation split of the resumed run ({val_file})")
     else:
+        recorded = None
         train_ids, val_ids = [], []
         for group_keys, labels in groups:
             group_train, group_val = make_split(group_keys, labels=labels, val_fraction=args.val_fraction, seed=seed)
@@ -535,13 +575,14 @@ def _split(args, run_dir: str, resumed: bool, keys: list[str], groups, seed: int
         train_ids, val_ids = sorted(train_ids), sorted(val_ids)
     if not train_ids:
         raise UsageError("no training images left after the validation split; lower --val-fraction")
-    _write_text(val_file, "".join(f"{i}\n" for i in val_ids))
+    _write_text(val_file, "".join(f"{i}\n" for i in (val_ids if recorded is None else recorded)))
     print(f"Images: {len(keys)}  train: {len(train_ids)}  validation: {len(val_ids)} "
           f"(seed {seed}, ids in {val_file})")
     return train_ids, val_ids
 
 
-def _run(args) -> int:
+def _run(args, held: contextlib.ExitStack) -> int:
+    """The run; ``held`` keeps the run folder's hold until the caller's ``with`` block ends."""
     from lesion.config import make_config
 
     light = _check_args(args)
@@ -558,6 +599,7 @@ def _run(args) -> int:
     except OutputDirError as error:
         raise UsageError(str(error)) from None
     dataset, keys, groups = _load_data(args, cache_dir, max_side)
+    dataset, keys, groups, skipped = _check_data(args, dataset, keys, groups)
     config = make_config(light=light, classes=args.classes, **{"NUM_CLASSES": dataset.num_classes, **overrides})
     seed = 0 if config.SEED is None else int(config.SEED)
 
@@ -567,6 +609,7 @@ def _run(args) -> int:
     from lesion.augment import dermoscopy_augmentation
     from mrcnn.dataset import DatasetError
     from mrcnn.model import MaskRCNN
+    from mrcnn.run_folder import RunFolderInUseError, hold_run_folder
     from mrcnn.weights import WeightsFileError, WeightsMismatchError
 
     keras.utils.set_random_seed(seed)
@@ -578,6 +621,10 @@ def _run(args) -> int:
     # A checkpoint name (mask_rcnn_<name>_<epoch>.h5 in a run folder) sets the epoch counter and the run folder.
     resumed = model.epoch > 0
     run_dir = model.log_dir
+    try:  # Before anything is written there; MaskRCNN.train holds it again while it trains.
+        held.enter_context(hold_run_folder(run_dir))
+    except RunFolderInUseError as error:
+        raise UsageError(str(error)) from None
     if not resumed and os.path.isdir(run_dir) and any(f.endswith(".h5") for f in os.listdir(run_dir)):
         raise UsageError(f"run folder {run_dir} already holds checkpoints (a run of {config.NAME!r} started in the "
                          f"same minute); wait a minute, use another --logs, or resume it with --weights last")
@@ -587,7 +634,7 @@ def _run(args) -> int:
     if pretrained is None:  # A checkpoint: as the run it came from, else as the backbone allows.
         pretrained = bool(record.get("pretrained", not light))
 
-    train_ids, val_ids = _split(args, run_dir, resumed, keys, groups, seed)
+    train_ids, val_ids = _split(args, run_dir, resumed, keys, groups, seed, skipped)
     position = {k: i for i, k in enumerate(keys)}
     train_set = _subset(dataset, [position[k] for k in train_ids])
     val_set = _subset(dataset, [position[k] for k in val_ids]) if val_ids else None
@@ -605,7 +652,8 @@ def _run(args) -> int:
     record.setdefault("data", [os.path.abspath(d) for d in args.dataset] if args.dataset else
                       os.path.abspath(args.annotations))
     record.setdefault("commands", []).append({
-        "argv": list(args.argv), "start_epoch": model.epoch, "schedule": ",".join(map(str, stages))})
+        "argv": list(args.argv), "start_epoch": model.epoch, "schedule": ",".join(map(str, stages)),
+        **({"skipped_images": skipped} if skipped else {})})
     _write_text(run_file, json.dumps(record, indent=2) + "\n")
 
     augmentation = None
@@ -652,10 +700,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from lesion.datasets import DatasetError
+    from mrcnn.dataset import DataCheckError
 
     try:
-        return _run(args)
+        with contextlib.ExitStack() as held:
+            return _run(args, held)
     except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except DataCheckError as error:  # One problem a line.
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (DatasetError, FileNotFoundError) as error:

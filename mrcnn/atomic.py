@@ -5,17 +5,27 @@ name stays as it was. Used for checkpoints, caches and every output the command-
 
 The file gets the permissions a plain ``open(path, "w")`` would give it: those of the file it replaces, else
 0o666 less the process umask (the temporary file itself is created private, 0o600).
+
+The temporary file is ``.<name>.<8 random characters><suffix>`` (suffix ``.tmp`` by default). A process killed
+mid-write (``kill -9``, a power cut) leaves it behind: :func:`remove_leftover_temp_files` clears a folder of them
+once nothing writes there any more (training does it when it takes its run folder).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 from typing import Iterator
 
-__all__ = ["OutputDirError", "atomic_path", "ensure_output_dir", "write_bytes_atomic"]
+__all__ = ["OutputDirError", "atomic_path", "ensure_output_dir", "leftover_temp_files", "remove_leftover_temp_files",
+           "write_bytes_atomic"]
+
+# The name atomic_path gives its temporary file with the default suffix: "." + the final name + "." + the 8 random
+# characters of tempfile.mkstemp (lower-case letters, digits, "_") + ".tmp".
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
 class OutputDirError(OSError):
@@ -82,6 +92,34 @@ def atomic_path(filepath: str | os.PathLike, fsync: bool = True, suffix: str = "
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def leftover_temp_files(directory: str | os.PathLike) -> list[str]:
+    """The temporary files of :func:`atomic_path` (default suffix) in ``directory``, sorted; [] for no folder.
+
+    Any such file is a leftover of a process killed while writing, unless a writer is busy in the folder now.
+    """
+    directory = os.fspath(directory)
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(os.path.join(directory, n) for n in names
+                  if _TEMP_NAME.fullmatch(n) and os.path.isfile(os.path.join(directory, n)))
+
+
+def remove_leftover_temp_files(directory: str | os.PathLike) -> list[str]:
+    """Delete the :func:`leftover_temp_files` of ``directory``; call it only while no other process writes there.
+
+    Returns:
+        The paths removed (a file another process removed first is left out).
+    """
+    removed = []
+    for path in leftover_temp_files(directory):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+            removed.append(path)
+    return removed
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, fsync: bool = False) -> str:

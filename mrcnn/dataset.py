@@ -3,14 +3,26 @@
 Subclass it, register classes with :meth:`Dataset.add_class` and images with :meth:`Dataset.add_image`, override
 :meth:`Dataset.load_mask` (and :meth:`Dataset.load_image` if images are not files), then call
 :meth:`Dataset.prepare`. Class 0 is always the background ``"BG"``.
+
+Before training, :func:`check_dataset` runs :meth:`Dataset.check_image` over every image in parallel threads (file
+headers and annotation geometry, not the pixels) and returns a :class:`DataCheck` that lists every problem, so a run
+stops before its first step with all of them, or leaves those images out. :func:`clamp_ring` and
+:func:`outside_image` are the polygon geometry the loaders and importers share.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import logging
 import os
+import time
+from typing import Sequence
 
 import numpy as np
+
+__all__ = ["DataCheck", "DataCheckError", "Dataset", "DatasetError", "ImageReadError", "OutsideImageError",
+           "check_dataset", "clamp_ring", "outside_image", "read_image"]
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +34,58 @@ class DatasetError(ValueError):
 
 class ImageReadError(DatasetError):
     """An image file that cannot be decoded; the message names the file and the problem."""
+
+
+class OutsideImageError(DatasetError):
+    """A polygon or box that lies wholly outside its image (no area inside it)."""
+
+
+class DataCheckError(DatasetError):
+    """Images of a data set that cannot be trained on, found by :func:`check_dataset` before training; the message
+    lists every one (file and problem), one a line."""
+
+
+def outside_image(x_min: float, y_min: float, x_max: float, y_max: float, width: float, height: float) -> bool:
+    """Whether the extent ``[x_min, x_max] x [y_min, y_max]`` (pixels) lies wholly outside the image
+    ``[0, width] x [0, height]``: along x or along y, it does not reach into the image (at most to its border).
+
+    An extent of zero width (or height) counts as outside only if it is beyond the image, so a degenerate polygon
+    inside the image or on its border (a line) is not outside: that is a polygon without area, not wrong coordinates.
+    """
+
+    def misses(low: float, high: float, size: float) -> bool:
+        return low < 0 or low > size if low == high else high <= 0 or low >= size
+
+    return misses(x_min, x_max, width) or misses(y_min, y_max, height)
+
+
+def clamp_ring(ring: Sequence[float], width: float, height: float) -> tuple[list[float], int]:
+    """Clamp a polygon ring to its image.
+
+    Args:
+        ring: flat ring ``[x1, y1, x2, y2, ...]`` in pixels (finite numbers, an even count).
+        width: image width; x is clamped to ``[0, width]``.
+        height: image height; y is clamped to ``[0, height]``.
+
+    Returns:
+        ``(clamped, moved)``: the ring as floats with every vertex inside the image, and how many vertices were
+        moved onto the border (a vertex exactly on it does not count).
+
+    Raises:
+        OutsideImageError: the ring lies wholly outside the image (see :func:`outside_image`); clamping it would
+            give a ring of zero area on the border, so its coordinates are wrong (another image's, or another size).
+    """
+    xs, ys = ring[0::2], ring[1::2]
+    if outside_image(min(xs), min(ys), max(xs), max(ys), width, height):
+        raise OutsideImageError(f"the polygon lies wholly outside the {width:g}x{height:g} image (x {min(xs):g} to "
+                                f"{max(xs):g}, y {min(ys):g} to {max(ys):g})")
+    clamped: list[float] = []
+    moved = 0
+    for x, y in zip(xs, ys):
+        cx, cy = float(min(max(x, 0), width)), float(min(max(y, 0), height))
+        moved += (cx, cy) != (x, y)
+        clamped += [cx, cy]
+    return clamped, moved
 
 
 def read_image(path: str) -> np.ndarray:
@@ -150,6 +214,25 @@ class Dataset:
         """The image as uint8 RGB [H, W, 3] (greyscale expanded, alpha dropped)."""
         return read_image(self.image_info[image_id]["path"])
 
+    def check_image(self, image_id: int) -> list[str]:
+        """Problems of one image that make it unusable for training, found cheaply (file headers, annotation
+        geometry; not decoding the pixels), for :func:`check_dataset`.
+
+        The base class returns the problems a loader recorded in ``image_info[image_id]["problems"]`` (e.g. an image
+        whose header cannot be read); subclasses add their own checks. Safe to call from several threads.
+
+        Returns:
+            One message per problem, each naming the file: empty when the image looks usable.
+        """
+        return list(self.image_info[image_id].get("problems") or [])
+
+    def raise_recorded_problems(self, image_id: int) -> None:
+        """Raise the problems recorded for an image at load time (see :meth:`check_image`), so an image that
+        :func:`check_dataset` would refuse is never read as if it were fine."""
+        problems = self.image_info[image_id].get("problems")
+        if problems:
+            raise DatasetError("; ".join(problems))
+
     def load_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Instance masks of an image: bool [H, W, N] and int32 class ids [N].
 
@@ -159,3 +242,79 @@ class Dataset:
         mask = np.empty([0, 0, 0], dtype=bool)
         class_ids = np.empty([0], np.int32)
         return mask, class_ids
+
+
+@dataclasses.dataclass
+class DataCheck:
+    """What :func:`check_dataset` found.
+
+    Attributes:
+        problems: internal image index -> the messages of that image (only images with problems).
+        references: internal image index -> :meth:`Dataset.image_reference` of the images with problems.
+        num_images: images checked.
+        seconds: wall time of the check.
+        workers: threads used.
+    """
+
+    problems: dict[int, list[str]]
+    references: dict[int, str]
+    num_images: int
+    seconds: float
+    workers: int
+
+    @property
+    def bad_images(self) -> list[int]:
+        """Internal indices of the images with problems, in order."""
+        return sorted(self.problems)
+
+    def lines(self) -> list[str]:
+        """One line per problem: the message (it names the file)."""
+        return [message for i in self.bad_images for message in self.problems[i]]
+
+    def summary(self) -> str:
+        """``"checked N images in S s (W threads): ..."``."""
+        found = (f"{len(self.problems)} with problems" if self.problems else "no problems")
+        return f"checked {self.num_images} images in {self.seconds:.2f} s ({self.workers} threads): {found}"
+
+    def raise_if_bad(self, hint: str = "") -> None:
+        """Raise :class:`DataCheckError` listing every problem, one a line, when there is any.
+
+        Args:
+            hint: appended to the first line (e.g. how to leave the images out).
+        """
+        if self.problems:
+            head = f"{len(self.problems)} of {self.num_images} images cannot be used{hint}:"
+            raise DataCheckError("\n".join([head] + [f"  {line}" for line in self.lines()]))
+
+
+def check_dataset(dataset: Dataset, workers: int | None = None) -> DataCheck:
+    """Check every image of a data set before training, in parallel threads (:meth:`Dataset.check_image`).
+
+    Reads file headers only (sizes, formats), so thousands of images take about a second; the threads overlap the
+    waits of slow disks and network folders.
+
+    Args:
+        dataset: a data set with its images registered (``prepare()`` not needed).
+        workers: threads; None for ``min(32, cpu count + 4)`` (the :mod:`concurrent.futures` default).
+
+    Returns:
+        A :class:`DataCheck`. A :class:`DatasetError` raised by ``check_image`` counts as that image's problem; any
+        other exception propagates (a bug, not bad data).
+    """
+    workers = workers if workers is not None else min(32, (os.cpu_count() or 1) + 4)
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+
+    def check(index: int) -> list[str]:
+        try:
+            return dataset.check_image(index)
+        except DatasetError as error:
+            return [str(error)]
+
+    start = time.perf_counter()
+    count = len(dataset.image_info)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(check, range(count), chunksize=1))
+    problems = {i: found for i, found in enumerate(results) if found}
+    references = {i: dataset.image_reference(i) for i in problems}
+    return DataCheck(problems, references, count, time.perf_counter() - start, workers)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import os
 import re
@@ -22,6 +23,7 @@ from .data import (MaskRCNNSequence, compose_image_meta, data_generator, load_im
                    parse_image_meta, unmold_image)
 from .layers import set_winograd
 from .network import MaskRCNNModel, model_kwargs
+from .run_folder import hold_run_folder
 
 __all__ = ["MaskRCNN", "log", "load_image_gt", "mold_image", "unmold_image", "compose_image_meta",
            "parse_image_meta", "data_generator", "LAYER_PRESETS", "iter_layers"]
@@ -78,6 +80,19 @@ def precision_policy(value) -> str:
     if isinstance(key, (bool, type(None), str)) and key in _PRECISIONS:
         return _PRECISIONS[key]
     raise ValueError(f"MIXED_PRECISION must be False, True, 'float32', 'float16' or 'bfloat16'; got {value!r}")
+
+
+def _holding_run_folder(train):
+    """``MaskRCNN.train`` run while it holds ``self.log_dir`` (:func:`mrcnn.run_folder.hold_run_folder`: a second
+    run into the folder is refused, a stale lock and leftover temporary files are cleared, the lock is released at
+    the end, also on an exception)."""
+
+    @functools.wraps(train)
+    def holding(self, *args, **kwargs):
+        with hold_run_folder(self.log_dir):
+            return train(self, *args, **kwargs)
+
+    return holding
 
 
 class MaskRCNN:
@@ -248,6 +263,7 @@ class MaskRCNN:
         # JIT_COMPILE applies XLA to the backbone inside the model (see MaskRCNNModel), not to the whole step.
         self.keras_model.compile(optimizer=optimizer, jit_compile=False)
 
+    @_holding_run_folder
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
               custom_callbacks=None, no_augmentation_sources=None, verbose=1, stop_epoch=None):
         """Train up to epoch ``epochs`` (a total, as matterport), writing a checkpoint after every epoch.
@@ -268,8 +284,13 @@ class MaskRCNN:
         Returns:
             The Keras ``History`` (None when already at ``epochs``).
 
+        The run folder (``self.log_dir``) is held while training (:mod:`mrcnn.run_folder`): another run that holds
+        it is refused, a stale lock of a killed run is taken over and temporary files of interrupted checkpoint
+        writes are removed, each with a warning.
+
         Raises:
             mrcnn.dataset.DatasetError: an image or mask could not be loaded (the message names the file).
+            mrcnn.run_folder.RunFolderInUseError: another training run holds the run folder.
         """
         if self.mode != "training":
             raise ValueError("Create the model in training mode to train it")

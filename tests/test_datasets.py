@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import random
+import re
 from collections import Counter
 
 import numpy as np
@@ -610,6 +611,153 @@ def test_coco_image_of_another_size_than_recorded(tmp_path):
     assert ds.load_image(0).shape == (16, 20, 3)
     with pytest.raises(DatasetError, match=r"b\.png: the image is 10x10 .*instances\.json records 12x10"):
         ds.load_image(1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The check before training (mrcnn.dataset.check_dataset).
+
+
+def test_check_dataset_lists_every_bad_isic_image(tmp_path):
+    from mrcnn.dataset import DataCheckError, check_dataset
+
+    root = str(tmp_path)
+    ids = ("ISIC_0000001", "ISIC_0000002", "ISIC_0000003", "ISIC_0000004")
+    make_2017(root, ids=ids, sizes={"ISIC_0000002": (7, 6)})  # A mask of the wrong size.
+    images = os.path.join(root, "ISIC-2017_Training_Data")
+    masks = os.path.join(root, "ISIC-2017_Training_Part1_GroundTruth")
+    with open(os.path.join(images, "ISIC_0000003.jpg"), "wb") as f:
+        f.write(b"not a JPEG at all")  # An image that cannot be identified.
+    with open(os.path.join(masks, "ISIC_0000004_segmentation.png"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n garbage")  # A mask that cannot be read.
+    with pytest.raises(DatasetError, match=r"^\S+ISIC_0000003\.jpg: not a readable image \("):
+        IsicDataset().load_isic(root)  # By default an unreadable image stops the loading.
+    ds = IsicDataset()
+    ds.load_isic(root, keep_unreadable=True)  # Registers the unreadable image with its problem.
+    ds.prepare()
+    check = check_dataset(ds, workers=3)
+    assert check.num_images == 4 and check.workers == 3 and check.bad_images == [1, 2, 3]
+    lines = check.lines()
+    assert lines[0] == (f"{masks}/ISIC_0000002_segmentation.png: the mask is 7x6 (width x height) but its image "
+                        f"{images}/ISIC_0000002.jpg is 8x6; a mask must have the size of its image")
+    assert lines[1].startswith(f"{images}/ISIC_0000003.jpg: not a readable image (")
+    assert lines[2].startswith(f"{masks}/ISIC_0000004_segmentation.png: not a readable mask (")
+    assert "4 images in" in check.summary() and "3 with problems" in check.summary()
+    with pytest.raises(DataCheckError) as info:
+        check.raise_if_bad()
+    assert str(info.value).splitlines() == ["3 of 4 images cannot be used:"] + [f"  {line}" for line in lines]
+    # The problems are raised where the images are read, too, not trained as something else.
+    assert ds.load_mask(0)[1].tolist() == [1]
+    for index, line in zip((1, 2, 3), lines):
+        with pytest.raises(DatasetError, match=re.escape(line.split(": ")[0])):
+            ds.load_mask(index)
+    with pytest.raises(DatasetError, match="ISIC_0000003.jpg: not a readable image"):
+        ds.load_image(2)
+
+
+def test_check_dataset_of_good_data_and_attribute_masks(tmp_path):
+    from mrcnn.dataset import check_dataset
+
+    ds = IsicDataset()
+    ds.load_isic(FIXTURE)
+    check = check_dataset(ds)
+    assert check.problems == {} and check.num_images == len(ds.image_info) > 0
+    check.raise_if_bad()  # Nothing to raise.
+
+    root = str(tmp_path)
+    make_attributes(root)
+    write_mask(os.path.join(root, "ISIC2018_Task2_Training_GroundTruth_v3", "ISIC_0000001_attribute_streaks.png"),
+               np.zeros([6, 5], bool))
+    attributes = IsicAttributeDataset()
+    attributes.load_isic_attributes(root)
+    [message] = check_dataset(attributes, workers=1).lines()
+    assert "ISIC_0000001_attribute_streaks.png: the mask is 5x6" in message
+
+
+def test_mask_header_is_read_without_decoding_the_pixels(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    path = str(tmp_path / "mask.png")
+    write_mask(path, box_mask(30, 20, 2, 2, 5, 5))
+
+    def no_decoding(self, *args, **kwargs):
+        raise AssertionError("decoded the pixels")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    assert datasets._file_size(path, "mask") == (30, 20)
+
+
+def _geometry_coco(tmp_path, annotations):
+    image_dir = tmp_path / "images"
+    write_image(str(image_dir / "a.png"), 20, 16)
+    write_image(str(image_dir / "b.png"), 10, 10)
+    data = {"images": [{"id": 1, "file_name": "a.png", "width": 20, "height": 16},
+                       {"id": 2, "file_name": "b.png", "width": 10, "height": 10}],
+            "categories": [{"id": 1, "name": "lesion"}],
+            "annotations": [{"image_id": image_id, "category_id": 1, "iscrowd": 0, **ann}
+                            for image_id, ann in annotations]}
+    json_path = tmp_path / "instances.json"
+    json_path.write_text(json.dumps(data))
+    return str(json_path), str(image_dir)
+
+
+def test_coco_polygon_partly_outside_is_clamped_with_a_warning(tmp_path, caplog):
+    # Columns 15..21 of a 20-wide image, rows -2..4: clamped to columns 15..19, rows 0..3 (5 x 4 = 20 pixels).
+    ring = [15, -2, 22, -2, 22, 4, 15, 4]
+    json_path, image_dir = _geometry_coco(tmp_path, [(1, {"id": 7, "segmentation": [ring], "bbox": [15, -2, 7, 6]})])
+    ds = CocoDataset()
+    with caplog.at_level(logging.WARNING, logger="lesion.datasets"):
+        ds.load_coco(json_path, image_dir)
+    assert (f"{json_path}: image 1 (a.png): annotation id 7: 3 vertices of polygon 0 and its bbox outside the 20x16 "
+            "image, clamped to its border") in caplog.text
+    ds.prepare()
+    masks, _ = ds.load_mask(0)
+    rows, cols = np.nonzero(masks[:, :, 0])
+    assert masks.sum() == 20 and (rows.min(), rows.max(), cols.min(), cols.max()) == (0, 3, 15, 19)
+    assert ds.image_info[0]["annotations"][0]["bbox"] == [15, 0, 5, 4]
+    from mrcnn.dataset import check_dataset
+    assert check_dataset(ds).problems == {}
+
+
+def test_coco_geometry_wholly_outside_is_an_error_naming_file_image_and_annotation(tmp_path):
+    from mrcnn.dataset import check_dataset
+
+    json_path, image_dir = _geometry_coco(tmp_path, [
+        (1, {"id": 1, "segmentation": [[2, 3, 12, 3, 12, 8, 2, 8]]}),  # Fine.
+        (1, {"id": 2, "segmentation": [[25, 1, 30, 1, 30, 5]]}),  # Right of the 20-wide image.
+        (2, {"id": 3, "segmentation": [[1, 1, 4, 1, 4, 4]], "bbox": [-9, 1, 3, 3]}),  # A bbox left of it.
+        (2, {"id": 4, "segmentation": {"size": [12, 10], "counts": [0, 120]}}),  # An RLE of another size.
+    ])
+    ds = CocoDataset()
+    ds.load_coco(json_path, image_dir)  # Loads: the problems belong to images, to be listed or skipped.
+    ds.prepare()
+    check = check_dataset(ds)
+    assert check.bad_images == [0, 1]
+    assert check.lines() == [
+        f"{json_path}: image 1 (a.png): annotation id 2: polygon 0: the polygon lies wholly outside the 20x16 image "
+        "(x 25 to 30, y 1 to 5); fix the coordinates or the image's width/height",
+        f"{json_path}: image 2 (b.png): annotation id 3: its bbox [-9, 1, 3, 3] lies wholly outside the 10x10 image; "
+        "fix the coordinates or the image's width/height",
+        f"{json_path}: image 2 (b.png): annotation id 4: its RLE has the size [12, 10] ([height, width]) but the "
+        "image is [10, 10]; fix the coordinates or the image's width/height",
+    ]
+    with pytest.raises(DatasetError, match="annotation id 2: polygon 0: the polygon lies wholly outside"):
+        ds.load_mask(0)  # Not trained as an image with one lesion less.
+
+
+def test_check_dataset_finds_coco_images_unreadable_or_of_another_size(tmp_path):
+    from mrcnn.dataset import check_dataset
+
+    json_path, image_dir = _coco_with(tmp_path, lambda d: d["images"][1].update(width=12))
+    with open(os.path.join(image_dir, "a.png"), "wb") as f:
+        f.write(b"")
+    ds = CocoDataset()
+    ds.load_coco(json_path, image_dir)
+    lines = check_dataset(ds).lines()
+    assert len(lines) == 4
+    assert lines[0].startswith(f"{image_dir}/a.png: not a readable image")
+    assert lines[1].startswith(f"{json_path}: image 2 (b.png): annotation id 3: its RLE has the size [10, 10]")
+    assert lines[3] == (f"{image_dir}/b.png: the image is 10x10 (width x height) but {json_path} records 12x10; "
+                        "the masks would not line up with it")
 
 
 # ----------------------------------------------------------------------------------------------------------------

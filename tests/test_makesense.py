@@ -25,6 +25,7 @@ from annotations import (
     MakesenseError,
     MakesenseWarning,
     MissingImageError,
+    PolygonOutsideImageError,
     RectangleExportError,
     clean_ring,
     convert,
@@ -107,7 +108,7 @@ def test_clean_ring_clamps_to_the_image():
         ([10, 10, 20, 20], "fewer than 3 distinct"),
         ([10, 10, 20, 20, 10, 10], "fewer than 3 distinct"),
         ([0, 0, 10, 10, 20, 20], "zero area"),
-        ([60, 10, 70, 20, 60, 30], "zero area (all vertices on one line) after clamping 3"),
+        ([-5, 0, 10, 10, 20, 20], "zero area (all vertices on one line) after clamping 1"),
         ([10, 10, 20, 10, 20], "odd number"),
         ([10, 10, 20, float("nan"), 20, 20], "finite numbers"),
         ([10, 10, 20, "x", 20, 20], "finite numbers"),
@@ -116,6 +117,14 @@ def test_clean_ring_clamps_to_the_image():
 def test_clean_ring_rejects_degenerate_rings(coords, reason):
     with pytest.raises(DegeneratePolygonError, match=re.escape(reason)):
         clean_ring(coords, 50, 40)
+
+
+def test_clean_ring_refuses_a_ring_wholly_outside_the_image():
+    with pytest.raises(PolygonOutsideImageError, match=re.escape("wholly outside the 50x40 image (x 60 to 70, y 10")):
+        clean_ring([60, 10, 70, 20, 60, 30], 50, 40)
+    with pytest.raises(PolygonOutsideImageError):
+        clean_ring([-9, -9, 0, -9, 0, 0, -9, 0], 50, 40)  # Touches the corner only.
+    assert clean_ring([-9, -9, 1, -9, 1, 1, -9, 1], 50, 40)[0] == [0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0]
 
 
 def test_polygon_area_shoelace():
@@ -256,7 +265,7 @@ def test_degenerate_polygons_are_dropped_with_warnings(tmp_path, images):
         coco_annotation(0, 1, SQUARE),
         coco_annotation(1, 1, [5, 5, 15, 15, 5, 5]),  # Two distinct vertices.
         coco_annotation(2, 1, [0, 0, 10, 10, 20, 20]),  # Collinear.
-        coco_annotation(3, 1, [60, 10, 70, 20, 60, 30]),  # Outside: clamped onto the border line x = 50.
+        coco_annotation(3, 1, [-5, 0, 10, 10, 20, 20]),  # Collinear once (-5, 0) is clamped to (0, 0).
         coco_annotation(4, 1, [1.1, 1.1, 1.3, 1.1, 1.3, 1.3]),  # A sliver inside one pixel: no pixel centre.
     ]
     export = coco_export([("a.png", 50, 40)], anns, ["lesion"])
@@ -269,6 +278,25 @@ def test_degenerate_polygons_are_dropped_with_warnings(tmp_path, images):
     assert any("a.png: annotation id 4: the polygon covers no pixel" in m for m in messages)
     assert [a["id"] for a in coco["annotations"]] == [1]
     assert len(report.dropped_annotations) == 4
+
+
+def test_polygons_wholly_outside_their_image_are_an_error(tmp_path, images):
+    anns = [
+        coco_annotation(0, 1, SQUARE),
+        coco_annotation(1, 1, [60, 10, 70, 10, 70, 20]),  # Right of the 50-wide a.png.
+        coco_annotation(2, 2, [10, 50, 20, 50, 20, 60]),  # Below the 48-high b.jpg.
+    ]
+    path = _coco_file(tmp_path, coco_export([("a.png", 50, 40), ("b.jpg", 64, 48)], anns, ["lesion"]))
+    with pytest.raises(PolygonOutsideImageError) as info:
+        _convert(path, images)
+    message = str(info.value)
+    assert message.startswith(f"{path}: 2 polygon(s) lie wholly outside their image")
+    assert "a.png: annotation id 1: the polygon lies wholly outside the 50x40 image (x 60 to 70, y 10 to 20)" in message
+    assert "b.jpg: annotation id 2: the polygon lies wholly outside the 64x48 image" in message
+    vgg = vgg_export(images, {"a.png": {"0": vgg_region(SQUARE, "lesion"),
+                                        "1": vgg_region([51, 1, 60, 1, 60, 9], "lesion")}})
+    with pytest.raises(PolygonOutsideImageError, match=r"a\.png: region '1': the polygon lies wholly outside"):
+        _convert(_coco_file(tmp_path, vgg, "labels_skin_vgg.json"), images)
 
 
 def test_multi_ring_annotation_keeps_good_rings(tmp_path, images):

@@ -284,18 +284,12 @@ def _copy_run(trained_logs, tmp_path):
     return tmp_path / "isic2017", logs, logs / run
 
 
-@pytest.mark.parametrize("damage", ["truncated image", "mask of another size"])
-def test_data_error_during_training_is_one_line_and_keeps_the_checkpoints(trained_logs, tmp_path, capsys, damage):
-    from PIL import Image
-
+def test_data_error_during_training_is_one_line_and_keeps_the_checkpoints(trained_logs, tmp_path, capsys):
     data, logs, run = _copy_run(trained_logs, tmp_path)
-    if damage == "truncated image":
-        bad = data / "ISIC-2017_Training_Data" / "ISIC_0012090.jpg"
-        raw = bad.read_bytes()
-        bad.write_bytes(raw[: len(raw) // 3])  # The header is intact (the data set loads), the pixels are cut.
-    else:
-        bad = data / "ISIC-2017_Training_Part1_GroundTruth" / "ISIC_0012090_segmentation.png"
-        Image.new("L", (40, 30)).save(bad)
+    bad = data / "ISIC-2017_Training_Data" / "ISIC_0012090.jpg"
+    raw = bad.read_bytes()
+    # The header is intact (the data set loads, the check before training reads headers only), the pixels are cut.
+    bad.write_bytes(raw[: len(raw) // 3])
     first = run / "mask_rcnn_lesion_light_0001.h5"
     before = first.read_bytes()
     capsys.readouterr()
@@ -305,9 +299,101 @@ def test_data_error_during_training_is_one_line_and_keeps_the_checkpoints(traine
     assert main(argv) == 2
     line = _error_line(capsys)
     assert line.startswith(f"error: {bad}: ")
-    assert ("not a readable image" if damage == "truncated image" else "the mask is 40x30") in line
+    assert "not a readable image" in line
     assert f"checkpoints written so far are in {run}" in line
     assert first.read_bytes() == before and not (run / "mask_rcnn_lesion_light_0002.h5").exists()
+    assert not (run / "train.lock").exists()  # Released on the error.
+
+
+def _damaged_copy(tmp_path):
+    """A copy of the fixture data with a mask of another size and an image that is not an image."""
+    import shutil
+
+    from PIL import Image
+
+    data = tmp_path / "isic2017"
+    shutil.copytree(ISIC, data)
+    mask = data / "ISIC-2017_Training_Part1_GroundTruth" / "ISIC_0012090_segmentation.png"
+    Image.new("L", (40, 30)).save(mask)
+    image = data / "ISIC-2017_Training_Data" / "ISIC_0014657.jpg"
+    image.write_bytes(b"this is not a JPEG")
+    return data, mask, image
+
+
+def test_bad_data_stops_the_run_before_the_first_step_listing_every_problem(tmp_path, capsys):
+    data, mask, image = _damaged_copy(tmp_path)
+    logs = tmp_path / "logs"
+    argv = ["--dataset", str(data), *TINY, "--epochs", "1", "--weights", "none", "--logs", str(logs)]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "Data check: checked 6 images in" in captured.out
+    err = captured.err.strip().splitlines()
+    assert err[0] == ("error: 2 of 6 images cannot be used; nothing was trained (fix them, or leave them out with "
+                      "--skip-bad):")
+    assert err[1].startswith(f"  {mask}: the mask is 40x30 (width x height) but its image ")
+    assert err[2].startswith(f"  {image}: not a readable image (") and len(err) == 3
+    assert _run_dirs(logs) == []  # Stopped before the model was built.
+
+
+def test_skip_bad_leaves_the_bad_images_out_and_trains(tmp_path, capsys):
+    data, mask, image = _damaged_copy(tmp_path)
+    logs = str(tmp_path / "logs")
+    argv = ["--dataset", str(data), *TINY, "--epochs", "1", "--weights", "none", "--logs", logs, "--skip-bad"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"Left out 2 images (--skip-bad):\n  {mask}: the mask is 40x30" in out
+    assert f"\n  {image}: not a readable image" in out
+    assert "Images: 4  train: " in out
+    [run] = _run_dirs(logs)
+    assert os.path.isfile(os.path.join(logs, run, "mask_rcnn_lesion_light_0001.h5"))
+    with open(os.path.join(logs, run, "val_ids.txt")) as f:
+        val_ids = f.read().split()
+    assert not {"ISIC_0012090", "ISIC_0014657"} & set(val_ids)
+    with open(os.path.join(logs, run, "run.json")) as f:
+        assert json.load(f)["commands"][-1]["skipped_images"] == ["ISIC_0012090", "ISIC_0014657"]
+
+
+def test_coco_polygon_wholly_outside_its_image_stops_the_run(tmp_path, capsys):
+    coco = tmp_path / "train.json"
+    _tiny_coco(str(coco))
+    data = json.loads(coco.read_text())
+    data["annotations"][1].update(segmentation=[[-50, -40, -10, -40, -10, -5]], bbox=[-50, -40, 40, 35])
+    coco.write_text(json.dumps(data))
+    argv = ["--annotations", str(coco), "--images", IMAGES, *TINY, "--epochs", "1", "--weights", "none",
+            "--logs", str(tmp_path / "logs")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("error: 1 of 6 images cannot be used")
+    name = data["images"][1]["file_name"]
+    assert err[1].startswith(f"  {coco}: image 2 ({name}): annotation id 2: polygon 0: the polygon lies wholly "
+                             "outside the ")
+
+
+def test_run_folder_in_use_is_refused_and_a_killed_run_is_cleared(trained_logs, tmp_path, capsys, caplog):
+    import logging
+    import socket
+
+    data, logs, run = _copy_run(trained_logs, tmp_path)
+    lock = run / "train.lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}))
+    argv = ["--dataset", str(data), *TINY, "--epochs", "2", "--weights", "last", "--logs", str(logs)]
+    capsys.readouterr()
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"error: {run}: the run folder is in use by another training run (PID {os.getpid()} ")
+    assert lock.exists() and not (run / "mask_rcnn_lesion_light_0002.h5").exists()
+
+    # The holder was killed (its PID has gone) in the middle of writing the next checkpoint.
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(json.dumps({"pid": int(done.stdout), "host": socket.gethostname(), "started": "then"}))
+    leftover = run / ".mask_rcnn_lesion_light_0002.h5.k9x2_a7q.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    with caplog.at_level(logging.WARNING):
+        assert main(argv) == 0
+    assert f"taking over the lock left by a training run that no longer runs (PID {int(done.stdout)} " in caplog.text
+    assert f"removed 1 temporary file(s) left by an interrupted write: {leftover.name}" in caplog.text
+    assert not leftover.exists() and not lock.exists()
+    assert (run / "mask_rcnn_lesion_light_0002.h5").is_file()
 
 
 @pytest.mark.parametrize("name, content, message", [
