@@ -222,8 +222,9 @@ class LesionClassifier:
 
     @classmethod
     def fit(cls, features: np.ndarray, labels: Sequence[int], learning_rate: float = 0.05, max_iter: int = 300,
-            class_weight: str | None = "balanced", min_samples_leaf: int = 20, seed: int = 0,
-            info: dict | None = None, decision_weights: Sequence[float] | None = None) -> "LesionClassifier":
+            class_weight: str | None = "balanced", min_samples_leaf: int = 20, l2_regularization: float = 0.0,
+            max_leaf_nodes: int = 31, seed: int = 0, info: dict | None = None,
+            decision_weights: Sequence[float] | None = None) -> "LesionClassifier":
         """Fit on features [N, F] and labels (indices into CLASSES), classes weighted by their inverse frequency
         (``class_weight="balanced"``) or not (None)."""
         from sklearn.ensemble import HistGradientBoostingClassifier
@@ -233,6 +234,7 @@ class LesionClassifier:
             raise ValueError(f"fit: every class must appear in the labels, got {sorted(set(labels.tolist()))}")
         model = HistGradientBoostingClassifier(learning_rate=learning_rate, max_iter=max_iter,
                                                class_weight=class_weight, min_samples_leaf=min_samples_leaf,
+                                               l2_regularization=l2_regularization, max_leaf_nodes=max_leaf_nodes,
                                                random_state=seed)
         model.fit(np.asarray(features, np.float64), labels)
         return cls(model, CLASSES, info, decision_weights)
