@@ -1,6 +1,6 @@
 """Memory over many ``detect`` calls and over training epochs: it must stay flat (matterport leaked in both).
 
-    python benchmarks/memory.py --detect-calls 1000 --epochs 6
+    python -m benchmarks.memory --detect-calls 1000 --epochs 6   # from the repository root (it uses samples/)
 
 Prints the process RSS after warm-up and then at intervals; the growth per 100 calls / per epoch is the figure.
 """
@@ -8,14 +8,11 @@ Prints the process RSS after warm-up and then at intervals; the growth per 100 c
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from mrcnn import console
+
+console.quiet_tensorflow()  # before TensorFlow is imported
 
 import keras  # noqa: E402
 

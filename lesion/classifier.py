@@ -35,13 +35,13 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from mrcnn.atomic import write_bytes_atomic
+from lesion.paths import bundled_file
 
 __all__ = ["CLASSIFIER_PATH", "FEATURE_SIZE", "LesionClassifier", "LesionClassifierError", "balanced_accuracy",
            "fit_decision_weights", "lesion_features"]
 
-CLASSIFIER_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights",
-                               "lesion_classifier.skops")
-"""The bundled classifier (``weights/lesion_classifier.skops``)."""
+CLASSIFIER_PATH = str(bundled_file("lesion_classifier.skops"))
+"""The bundled classifier (``weights/lesion_classifier.skops``; see :mod:`lesion.paths`)."""
 
 CLASSES = ("melanoma", "seborrheic_keratosis", "nevus")
 

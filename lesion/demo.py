@@ -15,10 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from mrcnn import console
 
+ROOT = Path(__file__).resolve().parents[1]
 DEMO_DATASET = ROOT / "demo" / "isic2017"
 
 
@@ -27,13 +26,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "results" / "demo"), help="output folder")
     parser.add_argument("--dataset", default=str(DEMO_DATASET), help="ISIC-layout folder with ground truth")
     parser.add_argument("--weights", default=None, help="weights file (default: the bundled lesion model)")
+    console.add_output_arguments(parser)
     args = parser.parse_args(argv)
+    console.quiet_tensorflow(args.verbose)
 
     from lesion import detect, evaluate
 
     out = Path(args.out)
     images = Path(args.dataset) / "ISIC-2017_Training_Data"
     weights = ["--weights", args.weights] if args.weights else []
+    weights += ["--quiet"] if args.quiet else ["--verbose"] if args.verbose else []
     start = time.time()
     print(f"== Detecting lesions in {images}")
     rc_detect = detect.main(["--images", str(images), "--out", str(out / "detect")] + weights)

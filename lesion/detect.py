@@ -51,19 +51,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-if __package__ in (None, ""):
-    # Run as a script: import from the repository root, not from lesion/ (whose module names are generic).
-    _here = Path(__file__).resolve().parent
-    if sys.path and Path(sys.path[0] or ".").resolve() == _here:
-        sys.path[0] = str(_here.parent)
-    else:
-        sys.path.insert(0, str(_here.parent))
+import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np  # noqa: E402
-
-from lesion import inference  # noqa: E402
+from lesion import inference
+from mrcnn import console
 
 __all__ = ["IMAGE_EXTENSIONS", "collect_inputs", "output_stems", "draw_overlay", "lesion_crops", "main"]
 
@@ -216,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--crops", action="store_true",
                         help="also save each detection cut out as <stem>_lesion<k>.png (RGBA)")
     inference.add_model_arguments(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    console.add_output_arguments(parser)
     return parser
 
 
@@ -229,12 +220,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status.
     """
-    from tqdm import tqdm
+    args = build_parser().parse_args(argv)
+    console.quiet_tensorflow(args.verbose)
 
     from mrcnn.atomic import OutputDirError, ensure_output_dir
     from mrcnn.dataset import read_image
 
-    args = build_parser().parse_args(argv)
     out_dir = Path(args.out)
     paths = collect_inputs(args.images, out_dir)
     if not paths:
@@ -259,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prepared = inference.iter_prepared(model, enumerate(paths), lambda item: read_image(str(item[1])),
                                        workers=args.workers)
     detections = inference.iter_detections(model, prepared, args.batch_size)
-    with tqdm(total=len(paths), unit="image", file=sys.stderr, disable=args.quiet, dynamic_ncols=True) as bar:
+    with console.progress(total=len(paths), desc="detect", unit="image", disable=args.quiet) as bar:
         for (index, path), p, result, error in detections:
             if error is None:
                 try:

@@ -59,19 +59,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-if __package__ in (None, ""):
-    # Run as a script: import from the repository root, not from lesion/ (whose module names are generic).
-    _here = Path(__file__).resolve().parent
-    if sys.path and Path(sys.path[0] or ".").resolve() == _here:
-        sys.path[0] = str(_here.parent)
-    else:
-        sys.path.insert(0, str(_here.parent))
+import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np  # noqa: E402
-
-from lesion import inference  # noqa: E402
+from lesion import inference
+from mrcnn import console
 
 __all__ = ["SUBSETS", "load_dataset", "format_table", "main"]
 
@@ -221,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also score the classical method (lesion/baseline.py) as a reference row")
     parser.add_argument("--baseline-only", action="store_true", help="score only the baseline (no model needed)")
     inference.add_model_arguments(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    console.add_output_arguments(parser)
     return parser
 
 
@@ -234,15 +225,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status.
     """
-    from tqdm import tqdm
+    args = build_parser().parse_args(argv)
+    with_model = not args.baseline_only
+    if with_model:
+        console.quiet_tensorflow(args.verbose)
 
     from lesion import metrics, plots
     from lesion.config import class_names as names_of
     from lesion.datasets import DatasetError
     from mrcnn.atomic import OutputDirError, ensure_output_dir
 
-    args = build_parser().parse_args(argv)
-    with_model = not args.baseline_only
     with_baseline = args.baseline_only or args.baseline == "otsu"
     if args.limit is not None and args.limit < 1:
         print(f"error: --limit must be at least 1; got {args.limit}", file=sys.stderr)
@@ -306,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   for entry, p, error in inference.iter_parallel(entries, load_plain, workers=args.workers))
 
     start = time.perf_counter()
-    with tqdm(total=len(entries), unit="image", file=sys.stderr, disable=args.quiet, dynamic_ncols=True) as bar:
+    with console.progress(total=len(entries), desc="evaluate", unit="image", disable=args.quiet) as bar:
         for coco_id, (entry, prepared, result, error) in enumerate(stream, start=1):
             image_id = entry["image_id"]
             bar.update(1)

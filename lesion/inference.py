@@ -52,6 +52,7 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequenc
 import numpy as np
 
 from mrcnn.atomic import write_bytes_atomic
+from lesion.paths import WORK_DIR, bundled_file
 
 __all__ = [
     "ROOT",
@@ -88,10 +89,10 @@ __all__ = [
     "json_safe",
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
-"""The repository root."""
+ROOT = WORK_DIR
+"""The repository root (for an installed package: the current folder; see :mod:`lesion.paths`)."""
 
-DEFAULT_WEIGHTS = ROOT / "weights" / "mask_rcnn_lesion_light.h5"
+DEFAULT_WEIGHTS = bundled_file("mask_rcnn_lesion_light.h5")
 """The bundled lesion model (light config)."""
 
 DEFAULT_LOGS = ROOT / "logs"

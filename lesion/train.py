@@ -66,18 +66,6 @@ Python::
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __name__ == "__main__":
-    # Run as a script: the repository root (not lesion/) goes on the path, so `lesion` and `mrcnn` import and
-    # the modules of lesion/ cannot shadow top-level packages. TensorFlow's C++ warnings stay quiet.
-    _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-    if _REPO not in sys.path:
-        sys.path.insert(0, _REPO)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import argparse
 import ast
 import contextlib
@@ -86,18 +74,23 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import re
+import sys
 from collections import Counter
 from typing import Sequence
 
+from lesion.paths import WORK_DIR
+from mrcnn import console
 from mrcnn.atomic import OutputDirError, ensure_output_dir, write_bytes_atomic
 
 __all__ = ["COCO_WEIGHTS", "Stage", "UsageError", "build_parser", "default_schedule", "main", "make_split",
            "parse_schedule"]
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = str(WORK_DIR)
 COCO_WEIGHTS = os.path.join(REPO_ROOT, "weights", "mask_rcnn_coco.h5")
-"""Where ``--weights coco`` looks (``weights/mask_rcnn_coco.h5`` under the repository root)."""
+"""Where ``--weights coco`` looks (``weights/mask_rcnn_coco.h5`` under the repository root; for an installed package,
+under the current folder: see :mod:`lesion.paths`)."""
 
 LAYER_CHOICES = ("heads", "3+", "4+", "5+", "all")
 """The layer presets of :data:`mrcnn.model.LAYER_PRESETS` a stage may name."""
@@ -380,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=None,
                        help="split and data-order seed (default: the config's SEED, 2017)")
     train.add_argument("--logs", default="logs", metavar="DIR", help="where run folders go (default: %(default)s)")
+    console.add_output_arguments(p)
     return p
 
 
@@ -679,7 +673,7 @@ def _run(args, held: contextlib.ExitStack) -> int:
               f"lr {lr:g}")
         try:
             model.train(train_set, val_set, learning_rate=lr, epochs=stage.epochs, layers=stage.layers,
-                        augmentation=augmentation, stop_epoch=args.until)
+                        augmentation=augmentation, stop_epoch=args.until, verbose=console.keras_verbose(args.quiet))
         except DatasetError as error:
             raise DatasetError(f"{error} (training stopped; the checkpoints written so far are in {run_dir})") from error
         if args.until is not None and model.epoch >= args.until:
@@ -698,7 +692,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # --help, or argparse's own usage error (already printed).
         return int(exit_.code or 0)
     args.argv = argv
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    console.quiet_tensorflow(args.verbose)
     from lesion.datasets import DatasetError
     from mrcnn.dataset import DataCheckError
 

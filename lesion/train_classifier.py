@@ -17,16 +17,9 @@ OpenMP threads otherwise spin against it.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
-
-if __name__ == "__main__":
-    _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-    if _REPO not in sys.path:
-        sys.path.insert(0, _REPO)
-
-import argparse
 import time
 from typing import Sequence
 

@@ -22,7 +22,7 @@ from . import utils
 from .dataset import DatasetError
 
 __all__ = ["compose_image_meta", "parse_image_meta", "mold_image", "unmold_image", "load_image_gt",
-           "MaskRCNNSequence", "data_generator", "apply_augmentation", "seed_augmentation"]
+           "MaskRCNNSequence", "data_generator", "build_rpn_targets", "apply_augmentation", "seed_augmentation"]
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class MaskRCNNSequence(keras.utils.PyDataset):
 
     Each item is a dict: ``input_image`` float32 [B, H, W, 3] (molded), ``input_image_meta`` [B, META],
     ``input_gt_class_ids`` int32 [B, MAX_GT_INSTANCES], ``input_gt_boxes`` int32 [B, MAX_GT_INSTANCES, 4],
-    ``input_gt_masks`` bool [B, mh, mw, MAX_GT_INSTANCES].
+    ``input_gt_masks`` uint8 0/1 [B, mh, mw, MAX_GT_INSTANCES].
     """
 
     def __init__(self, dataset, config, shuffle: bool = True, augmentation=None, steps: int | None = None,
@@ -257,7 +257,9 @@ class MaskRCNNSequence(keras.utils.PyDataset):
             "input_image_meta": np.zeros([len(ids), cfg.IMAGE_META_SIZE], np.float32),
             "input_gt_class_ids": np.zeros([len(ids), max_gt], np.int32),
             "input_gt_boxes": np.zeros([len(ids), max_gt, 4], np.int32),
-            "input_gt_masks": np.zeros([len(ids), mh, mw, max_gt], bool),
+            # 0/1 uint8, not bool: a bool array's dtype is named "bool8" under the `np.bool = bool` shim that old
+            # matterport scripts set for NumPy 2, and Keras refuses that name; the model casts the masks anyway.
+            "input_gt_masks": np.zeros([len(ids), mh, mw, max_gt], np.uint8),
         }
         # Each worker thread gets its own generator, derived from the batch position, so results are
         # reproducible whatever the thread scheduling.
@@ -286,6 +288,54 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         return batch
 
 
+def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config):
+    """matterport's RPN targets of one image, in NumPy: which anchors are positive, negative or neutral, and the
+    box deltas of the positives.
+
+    The same targets the train step computes on the device (:func:`mrcnn.targets.rpn_targets`, which this calls on
+    one image): an anchor is positive at IoU >= ``RPN_POSITIVE_IOU`` (0.7) with a ground-truth box, and every box's
+    best anchor is positive too; negative below ``RPN_NEGATIVE_IOU`` (0.3) when it does not touch a crowd box
+    (``gt_class_ids < 0``); ``RPN_TRAIN_ANCHORS_PER_IMAGE`` anchors are sampled, at most half of them positive, the
+    rest neutral.
+
+    Args:
+        image_shape: the molded image's shape ``(H, W[, C])``.
+        anchors: [A, (y1, x1, y2, x2)] in pixels of the molded image (``MaskRCNN.get_anchors()``).
+        gt_class_ids: [G] int class ids (negative: crowd).
+        gt_boxes: [G, (y1, x1, y2, x2)] in pixels.
+        config: the model's :class:`mrcnn.config.Config`.
+
+    Returns:
+        rpn_match: int32 [A]: 1 positive, -1 negative, 0 neutral.
+        rpn_bbox: float32 [RPN_TRAIN_ANCHORS_PER_IMAGE, (dy, dx, log(dh), log(dw))]: the positive anchors' deltas
+        divided by ``RPN_BBOX_STD_DEV``, in anchor order, zero-padded.
+    """
+    shape = tuple(int(v) for v in image_shape[:2])
+    return _rpn_targets_of_image(utils.norm_boxes(anchors, shape), gt_class_ids, gt_boxes, shape, config)
+
+
+def _rpn_targets_of_image(anchors: np.ndarray, gt_class_ids, gt_boxes, shape: tuple[int, int], config):
+    """:func:`build_rpn_targets` with ``anchors`` [A, 4] already normalised to ``shape`` (height, width)."""
+    from .targets import rpn_targets
+
+    per_image = int(config.RPN_TRAIN_ANCHORS_PER_IMAGE)
+    gt_class_ids = np.asarray(gt_class_ids, np.int32).reshape(-1)
+    gt_boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
+    if len(gt_class_ids) != len(gt_boxes):
+        raise ValueError(f"build_rpn_targets: {len(gt_class_ids)} class ids but {len(gt_boxes)} boxes")
+    if not len(gt_class_ids):  # No instance: one padding column (class 0), so every anchor can be negative.
+        gt_class_ids, gt_boxes = np.zeros([1], np.int32), np.zeros([1, 4], np.float32)
+    match, deltas = rpn_targets(
+        np.asarray(anchors, np.float32), gt_class_ids[None], utils.norm_boxes(gt_boxes, shape)[None], per_image,
+        float(getattr(config, "RPN_POSITIVE_IOU", 0.7)), float(getattr(config, "RPN_NEGATIVE_IOU", 0.3)),
+        [float(v) for v in config.RPN_BBOX_STD_DEV])
+    match, deltas = match.numpy()[0].astype(np.int32), deltas.numpy()[0]
+    rpn_bbox = np.zeros([per_image, 4], np.float32)
+    positive = deltas[match == 1][:per_image]  # in anchor order
+    rpn_bbox[:len(positive)] = positive
+    return match, rpn_bbox
+
+
 def data_generator(dataset, config, shuffle=True, augment=False, augmentation=None, random_rois=0, batch_size=1,
                    detection_targets=False, no_augmentation_sources=None):
     """matterport's endless generator of training batches, for scripts and notebooks that inspect them.
@@ -302,7 +352,6 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
         gt_masks bool [B, h, w, MAX_GT_INSTANCES]]; outputs = [].
     """
     from .anchors import get_anchors
-    from .targets import rpn_targets
 
     if random_rois or detection_targets:
         raise NotImplementedError(
@@ -319,7 +368,7 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
     anchors = get_anchors(shape, config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
                           config.RPN_ANCHOR_STRIDE, int(getattr(config, "RPN_ANCHOR_SCALES_PER_OCTAVE", 1)),
                           backbone_shapes=backbone_shapes).astype(np.float32)
-    max_gt, per_image = int(config.MAX_GT_INSTANCES), int(config.RPN_TRAIN_ANCHORS_PER_IMAGE)
+    max_gt = int(config.MAX_GT_INSTANCES)
     mh, mw = config.MINI_MASK_SHAPE if config.USE_MINI_MASK else shape[:2]
     index, skipped = -1, 0
     while True:
@@ -343,14 +392,7 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
             if len(class_ids) > max_gt:
                 keep = np.random.choice(len(class_ids), max_gt, replace=False)
                 class_ids, boxes, masks = class_ids[keep], boxes[keep], masks[..., keep]
-            match, deltas = rpn_targets(
-                anchors, class_ids[None], utils.norm_boxes(boxes, shape[:2]).astype(np.float32)[None], per_image,
-                float(getattr(config, "RPN_POSITIVE_IOU", 0.7)), float(getattr(config, "RPN_NEGATIVE_IOU", 0.3)),
-                [float(v) for v in config.RPN_BBOX_STD_DEV])
-            match, deltas = match.numpy()[0], deltas.numpy()[0]
-            rpn_bbox = np.zeros([per_image, 4], np.float32)
-            positive = deltas[match == 1][:per_image]
-            rpn_bbox[:len(positive)] = positive
+            match, rpn_bbox = _rpn_targets_of_image(anchors, class_ids, boxes, shape[:2], config)
             n = len(class_ids)
             gt_class_ids, gt_boxes = np.zeros([max_gt], np.int32), np.zeros([max_gt, 4], np.int32)
             gt_masks = np.zeros([mh, mw, max_gt], bool)

@@ -17,16 +17,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import train_state, utils
+from . import console, train_state, utils
 from .atomic import atomic_path
-from .data import (MaskRCNNSequence, compose_image_meta, data_generator, load_image_gt, mold_image,
-                   parse_image_meta, unmold_image)
+from .data import (MaskRCNNSequence, build_rpn_targets, compose_image_meta, data_generator, load_image_gt,
+                   mold_image, parse_image_meta, unmold_image)
 from .layers import set_winograd
 from .network import MaskRCNNModel, model_kwargs
 from .run_folder import hold_run_folder
 
 __all__ = ["MaskRCNN", "log", "load_image_gt", "mold_image", "unmold_image", "compose_image_meta",
-           "parse_image_meta", "data_generator", "LAYER_PRESETS", "iter_layers"]
+           "parse_image_meta", "data_generator", "build_rpn_targets", "LAYER_PRESETS", "iter_layers"]
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +244,75 @@ class MaskRCNN:
             logger.info("%d weighted layers trainable for %r", trainable_count, layer_regex)
         return trainable_count
 
+    def find_trainable_layer(self, layer):
+        """The layer that holds ``layer``'s weights: the inner layer of a ``TimeDistributed`` wrapper (any depth),
+        else ``layer`` itself (matterport's ``find_trainable_layer``)."""
+        while isinstance(layer, keras.layers.TimeDistributed):
+            layer = layer.layer
+        return layer
+
+    def get_trainable_layers(self) -> list:
+        """The layers that have weights, in build order, nested models (``rpn_model``, the heads, the backbone)
+        looked into (matterport's ``get_trainable_layers``; its model was flat).
+
+        A layer is listed whether or not it is trainable now (``train``'s ``layers`` freezes and unfreezes them);
+        containers are not listed, their layers are.
+        """
+        found = []
+        for layer in iter_layers(self.keras_model):
+            if hasattr(layer, "layers") and layer.layers:
+                continue
+            layer = self.find_trainable_layer(layer)
+            if layer.weights:
+                found.append(layer)
+        return found
+
+    def ancestor(self, tensor, name, checked=None):
+        """The tensor named ``name`` upstream of ``tensor`` in a functional Keras graph (matterport's ``ancestor``).
+
+        In Keras 3 a symbolic tensor is a layer's output, so ``name`` (a string or compiled regular expression) is
+        matched, in full, against the name of the layer that produced each upstream tensor, and also against
+        ``"<layer>/<tensor name>"``; a trailing ``":0"`` (TensorFlow 1 tensor names) is ignored. The search follows
+        the layers' inbound nodes breadth first, up to 500 tensors.
+
+        It works inside the functional parts of the model, e.g. ``ancestor(backbone.get_layer("fpn_p2").output,
+        "res2c_out")``. Between those parts (proposals, detection) the model is a subclassed ``keras.Model`` that
+        runs eagerly, with no symbolic graph; and TensorFlow 1 operations inside a layer (matterport's
+        ``"ROI/pre_nms_anchors:0"``) do not exist in Keras 3. For those it returns None, as matterport does when
+        nothing matches: use :meth:`run_graph` (``"proposals"``, ``"rpn_class"``, ...) for their values.
+
+        Args:
+            tensor: a symbolic Keras tensor (a layer's ``output``).
+            name: the ancestor's name.
+            checked: tensors already searched (kept for matterport's signature).
+
+        Returns:
+            The ancestor Keras tensor, or None.
+        """
+        if isinstance(name, str):
+            name = name[:-2] if name.endswith(":0") else name
+            name = re.compile(name)
+        checked = list(checked) if checked is not None else []
+        seen = {id(t) for t in checked}
+        queue = [tensor]
+        while queue and len(seen) <= 500:
+            current = queue.pop(0)
+            history = getattr(current, "_keras_history", None)
+            if history is None:
+                continue
+            node = history.operation._inbound_nodes[history.node_index]
+            for parent in node.input_tensors:
+                if id(parent) in seen:
+                    continue
+                seen.add(id(parent))
+                checked.append(parent)
+                parent_history = getattr(parent, "_keras_history", None)
+                layer_name = parent_history.operation.name if parent_history is not None else ""
+                if name.fullmatch(layer_name) or name.fullmatch(f"{layer_name}/{parent.name}"):
+                    return parent
+                queue.append(parent)
+        return None
+
     def compile(self, learning_rate: float, momentum: float):
         """The optimizer (config OPTIMIZER: SGD with momentum, or AdamW), with gradient clipping and decoupled
         weight decay (not on BatchNorm gamma/beta)."""
@@ -265,7 +334,7 @@ class MaskRCNN:
 
     @_holding_run_folder
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
-              custom_callbacks=None, no_augmentation_sources=None, verbose=1, stop_epoch=None):
+              custom_callbacks=None, no_augmentation_sources=None, verbose=None, stop_epoch=None):
         """Train up to epoch ``epochs`` (a total, as matterport), writing a checkpoint after every epoch.
 
         Args:
@@ -276,7 +345,8 @@ class MaskRCNN:
             augmentation: albumentations transform (or imgaug augmenter) applied to image and masks.
             custom_callbacks: extra Keras callbacks.
             no_augmentation_sources: dataset sources never augmented.
-            verbose: Keras progress display (1: progress bar with the five losses, 2: one line per epoch).
+            verbose: Keras progress display (0: none, 1: progress bar with the five losses, 2: one line per epoch;
+                None: 1 when stdout is a terminal, else 2, so a log file gets no progress-bar frames).
             stop_epoch: stop after this epoch although the stage goes on to ``epochs`` (a chunk of a long run):
                 the training state saved with the checkpoint lets a later call continue the stage with its momentum,
                 iteration count and sampling state.
@@ -305,8 +375,12 @@ class MaskRCNN:
             val_seq = MaskRCNNSequence(val_dataset, cfg, shuffle=True, steps=cfg.VALIDATION_STEPS,
                                        seed=0 if cfg.SEED is None else cfg.SEED)
         os.makedirs(self.log_dir, exist_ok=True)
+        if verbose is None:
+            verbose = console.keras_verbose()
         callbacks = [
             keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
+            # The progress display ends its epoch line before the checkpoint's "Saved ..." message is written.
+            keras.callbacks.ProgbarLogger(),
             CheckpointCallback(self),
         ] + list(custom_callbacks or [])
 

@@ -12,7 +12,7 @@ Inputs (dict keys):
 - ``input_image``: float32 [B, H, W, 3], molded (mean pixel subtracted).
 - ``input_image_meta``: float32 [B, 12 + NUM_CLASSES] (see :func:`mrcnn.data.compose_image_meta`).
 - training only: ``input_gt_class_ids`` int32 [B, G] (0 padding), ``input_gt_boxes`` [B, G, (y1, x1, y2, x2)]
-  pixels, ``input_gt_masks`` bool [B, mh, mw, G] (mini masks when USE_MINI_MASK).
+  pixels, ``input_gt_masks`` uint8 0/1 (or bool) [B, mh, mw, G] (mini masks when USE_MINI_MASK).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import colorsys
 import itertools
 import os
 import random
+import re
 import sys
 
 import matplotlib
@@ -59,6 +60,8 @@ __all__ = [
     "plot_precision_recall",
     "plot_overlaps",
     "draw_instances_cv2",
+    "display_table",
+    "display_weight_stats",
     "is_interactive_backend",
 ]
 
@@ -617,3 +620,79 @@ def draw_instances_cv2(image, boxes, masks, class_ids, class_names, scores=None,
         text_color = (0, 0, 0) if sum(color) > 382 else (255, 255, 255)
         cv2.putText(roi, caption, (2, text_h + 2), font, font_scale, text_color, 1, cv2.LINE_AA)
     return out
+
+
+def _in_notebook() -> bool:
+    """Whether this runs inside a Jupyter kernel (rich HTML output is shown there)."""
+    shell = sys.modules.get("IPython")
+    get_ipython = getattr(shell, "get_ipython", None)
+    return get_ipython is not None and getattr(get_ipython(), "kernel", None) is not None
+
+
+def display_table(table) -> str:
+    """Show rows of values as a table (matterport's ``display_table``).
+
+    In a Jupyter notebook it is shown as an HTML table; elsewhere it is printed as aligned text, the first row
+    underlined as the header, and HTML markup in a cell (matterport's red alerts) dropped.
+
+    Args:
+        table: an iterable of rows, each an iterable of values.
+
+    Returns:
+        The HTML (in a notebook) or text that was shown.
+    """
+    import html as html_lib
+
+    rows = [[str(col) for col in row] for row in table]
+    if _in_notebook():
+        import IPython.display
+
+        text = "<table>" + "".join(
+            "<tr>" + "".join(f"<td>{col:40}</td>" for col in row) + "</tr>" for row in rows) + "</table>"
+        IPython.display.display(IPython.display.HTML(text))
+        return text
+    plain = [[html_lib.unescape(re.sub(r"<[^>]+>", "", col)) for col in row] for row in rows]
+    widths = [max((len(row[i]) for row in plain if i < len(row)), default=0)
+              for i in range(max((len(row) for row in plain), default=0))]
+    lines = ["  ".join(col.ljust(widths[i]) for i, col in enumerate(row)).rstrip() for row in plain]
+    if len(lines) > 1:
+        lines.insert(1, "  ".join("-" * w for w in widths))
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+def display_weight_stats(model) -> list[list[str]]:
+    """Show the shape, min, max and standard deviation of every weight of a model (matterport's
+    ``display_weight_stats``), flagging suspicious ones: ``*** dead?`` when all values are equal (not for a
+    convolution's bias, which starts at zero) and ``*** Overflow?`` when a value exceeds 1000 in magnitude.
+
+    Args:
+        model: a :class:`mrcnn.model.MaskRCNN` (its :meth:`~mrcnn.model.MaskRCNN.get_trainable_layers`).
+
+    Returns:
+        The rows shown: a header, then ``[name + alerts, shape, min, max, std]`` per weight, the name being the
+        weight's path (``res2a_branch2a/kernel``).
+    """
+    table = [["WEIGHT NAME", "SHAPE", "MIN", "MAX", "STD"]]
+    notebook = _in_notebook()
+    for layer in model.get_trainable_layers():
+        for i, (variable, value) in enumerate(zip(layer.weights, layer.get_weights())):
+            alerts = []
+            if value.size and value.min() == value.max() and not (isinstance(layer, _conv_classes()) and i == 1):
+                alerts.append("*** dead?")
+            if value.size and (abs(value.min()) > 1000 or abs(value.max()) > 1000):
+                alerts.append("*** Overflow?")
+            alert = "".join(f"<span style='color:red'>{a}</span>" if notebook else f"  {a}" for a in alerts)
+            table.append([getattr(variable, "path", variable.name) + alert, str(value.shape),
+                          f"{value.min():+9.4f}" if value.size else "", f"{value.max():+10.4f}" if value.size else "",
+                          f"{value.std():+9.4f}" if value.size else ""])
+    display_table(table)
+    return table
+
+
+def _conv_classes():
+    """The convolution classes whose second weight is a bias (no alert when it is constant)."""
+    import keras
+
+    return (keras.layers.Conv2D, keras.layers.Conv2DTranspose)

@@ -13,6 +13,11 @@ import time
 import cv2
 import numpy as np
 
+if __name__ == "__main__":
+    from mrcnn import console
+
+    console.quiet_tensorflow()  # before mrcnn.model imports TensorFlow
+
 from mrcnn import model as modellib
 from mrcnn import utils
 from mrcnn.config import Config

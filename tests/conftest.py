@@ -1,13 +1,14 @@
-"""Test configuration: quiet TensorFlow, fixed seeds, the repo root on sys.path."""
+"""Test configuration: quiet TensorFlow, a headless matplotlib backend.
+
+The packages are imported from the checkout: ``python -m pytest`` from the repository root puts it on the path (the
+README's setup also installs it with ``pip install -e .``)."""
 
 import os
-import sys
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture()

@@ -8,8 +8,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from PIL import Image
 
 from lesion import detect, inference
 from mrcnn import atomic
+from tests.cli import assert_plain_output, run_cli
 from tests.tiny_lesion_model import TINY_ARGS, save_tiny_model
 
 # pycocotools' decode on NumPy 2 warns about its own __array__; not this project's code.
@@ -287,10 +286,26 @@ def test_weights_last_and_class_check(tiny_weights, tmp_path, capsys):
 
 
 def test_script_runs_from_the_command_line():
-    for command in ([sys.executable, "lesion/detect.py", "--help"], [sys.executable, "-m", "lesion.detect", "--help"]):
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    for command in (["lesion/detect.py", "--help"], ["-m", "lesion.detect", "--help"]):
+        done = run_cli(command, timeout=60)
         assert done.returncode == 0, done.stderr
         assert "--images" in done.stdout and "--crops" in done.stdout
+
+
+@pytest.mark.parametrize("flag", [None, "--quiet"])
+def test_cli_output_to_a_file_is_plain_lines(tmp_path, flag):
+    """Run as a user would, stdout and stderr redirected: no TensorFlow start-up log, no progress-bar frames."""
+    images = sorted(str(p) for p in ISIC_IMAGES.iterdir())[:2]
+    done = run_cli(["lesion/detect.py", "--images", *images, "--out", str(tmp_path), *([flag] if flag else [])])
+    assert done.returncode == 0, done.stderr
+    assert_plain_output(done)
+    assert "2 of 2 images processed" in done.stdout
+    progress = [line for line in done.stderr.splitlines() if line.startswith("detect: ")]
+    if flag == "--quiet":
+        assert progress == []
+    else:
+        assert progress and progress[-1].startswith("detect: 2/2 images (")
+    assert (tmp_path / "summary.csv").is_file()
 
 
 def test_bundled_model_in_bfloat16_agrees_with_float32():

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,6 +15,7 @@ import pytest
 from lesion.train import (COCO_WEIGHTS, LAYER_CHOICES, Stage, UsageError, default_schedule, main, make_split,
                           parse_schedule)
 from mrcnn.model import LAYER_PRESETS
+from tests.cli import assert_plain_output, run_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ISIC = os.path.join(REPO, "tests", "data", "isic2017")
@@ -182,7 +181,7 @@ def test_coco_weights_load_without_the_class_specific_heads(tmp_path, capsys):
 
 def test_split_is_the_one_evaluation_uses():
     """lesion.inference.validation_split (evaluation) gives the split lesion/train.py holds out."""
-    inference = pytest.importorskip("lesion.inference")
+    from lesion import inference
     from lesion.datasets import IsicDataset
 
     for classes in ("lesion", "diagnosis"):
@@ -460,17 +459,29 @@ def test_argparse_errors_return_2(capsys):
     (["-m", "lesion.train"], "repo"),
 ])
 def test_runs_as_script_and_module(tmp_path, command, where):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("PYTHONPATH", None)
     cwd = REPO if where == "repo" else str(tmp_path)
-    help_ = subprocess.run([sys.executable, *command, "--help"], cwd=cwd, capture_output=True, text=True, env=env)
+    help_ = run_cli([*command, "--help"], cwd=cwd)
     assert help_.returncode == 0 and "--weights" in help_.stdout
     # An error found after the lesion and mrcnn packages are imported: the import path works.
     missing = str(tmp_path / "missing")
-    run = subprocess.run([sys.executable, *command, "--dataset", missing, "--config", "light", "--weights", "none"],
-                         cwd=cwd, capture_output=True, text=True, env=env)
+    run = run_cli([*command, "--dataset", missing, "--config", "light", "--weights", "none"], cwd=cwd)
     assert run.returncode == 2
     assert f"error: dataset folder not found: {missing}" in run.stderr
+    assert_plain_output(run)
+
+
+def test_training_output_to_a_file_is_plain_lines(tmp_path):
+    """A training run with stdout and stderr redirected: one line per epoch (no progress-bar frames, no ANSI
+    codes), no TensorFlow start-up log, and each checkpoint's "Saved" message on a line of its own."""
+    logs = str(tmp_path / "logs")
+    done = run_cli(["lesion/train.py", "--dataset", ISIC, *TINY, "--weights", "none", "--epochs", "1", "--logs", logs,
+                    "--no-augment"])
+    assert done.returncode == 0, done.stderr
+    assert_plain_output(done)
+    epoch_lines = [line for line in done.stdout.splitlines() if line.startswith("2/2 - ")]
+    assert len(epoch_lines) == 1 and "loss" in epoch_lines[0]
+    saved = [line for line in (done.stdout + done.stderr).splitlines() if "Saved " in line]
+    assert len(saved) == 1 and saved[0].startswith("Saved ") and saved[0].endswith("_0001.h5")
 
 
 def test_several_dataset_folders_are_split_each_on_its_own(tmp_path, capsys):

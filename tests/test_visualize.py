@@ -33,12 +33,30 @@ def _no_show(monkeypatch):
         monkeypatch.setattr(plt, "show", lambda *a, **k: pytest.fail("plt.show() called on a headless backend"))
 
 
-def test_headless_backend_selected():
-    # Tests run without a display: the module must not pick an interactive backend there.
-    import os
+@pytest.mark.parametrize("env, backend", [
+    ({}, "agg"),  # no display, no MPLBACKEND: the module picks Agg
+    ({"MPLBACKEND": "svg"}, "svg"),  # the user's choice is kept
+    ({"DISPLAY": ":99"}, None),  # a display: matplotlib's own choice, not forced to Agg by the module
+])
+def test_backend_selection_in_a_fresh_process(env, backend):
+    # In a child process: this one has MPLBACKEND set by conftest and pyplot imported already.
+    import subprocess
+    import sys
 
-    if not os.environ.get("DISPLAY") and not os.environ.get("MPLBACKEND"):
-        assert matplotlib.get_backend().lower() == "agg"
+    from tests.cli import cli_env
+
+    child_env = {k: v for k, v in cli_env().items() if k not in ("MPLBACKEND", "DISPLAY", "WAYLAND_DISPLAY")}
+    code = ("import matplotlib, sys; import mrcnn.visualize as v; "
+            "print(matplotlib.rcParams._get_backend_or_none() or 'unset', 'matplotlib.pyplot' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], env={**child_env, **env}, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    chosen, pyplot_imported = done.stdout.split()
+    assert pyplot_imported == "True"
+    if backend is None:
+        assert chosen.lower() != "agg" or not sys.platform.startswith("linux")
+    else:
+        assert chosen.lower() == backend
 
 
 def test_random_colors():
