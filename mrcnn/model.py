@@ -401,9 +401,12 @@ class MaskRCNN:
         if self.epoch >= end:
             return None
         try:
+            # shuffle=False: the sequence shuffles its images itself, from its own seed and the epoch. Keras's
+            # shuffle of a PyDataset permutes the batch order with Python's global random state, which a resumed
+            # run (a new process) does not share with the uninterrupted one.
             history = self.keras_model.fit(
                 train_seq, initial_epoch=self.epoch, epochs=end, validation_data=val_seq, callbacks=callbacks,
-                verbose=verbose)
+                verbose=verbose, shuffle=False)
         except Exception as error:
             # The data set error (it names the file) rather than the TensorFlow error that wraps it; the checkpoints
             # of the epochs before stay written.
