@@ -33,7 +33,8 @@ import tensorflow as tf
 from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
 __all__ = ["STRATEGIES", "DEFAULT_COLLECTIVE_TIMEOUT", "make_strategy", "is_chief", "input_shard",
-           "is_multi_worker", "num_replicas", "replica_batch", "shared_seed", "ReplicaBatches", "WorkerFailedError"]
+           "is_multi_worker", "num_replicas", "replica_batch", "shared_seed", "ReplicaBatches", "WorkerFailedError",
+           "worker_failure_message"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,15 @@ DEFAULT_COLLECTIVE_TIMEOUT = 600.0
 
 class WorkerFailedError(RuntimeError):
     """Another worker of a multi-worker run stopped answering (died, or was killed); the run cannot go on."""
+
+
+def worker_failure_message(error: Exception) -> str:
+    """The one-line message of :class:`WorkerFailedError` for TensorFlow's ``error`` (an aborted collective)."""
+    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines() if line.strip()]
+    cause = next((line for line in lines if "aborted" in line or "unhealthy" in line or "down" in line),
+                 lines[0] if lines else type(error).__name__)
+    return (f"another worker of the multi-worker run stopped answering (it died, was killed or lost the network), "
+            f"so this one stops too; restart every worker to go on from the last checkpoint. TensorFlow: {cause}")
 
 
 def _gpus() -> list:

@@ -270,6 +270,7 @@ class MaskRCNN:
 
         Raises:
             mrcnn.dataset.DatasetError: an image or mask could not be loaded (the message names the file).
+            mrcnn.distribute.WorkerFailedError: another worker of a multi-worker run died or stopped answering.
         """
         if self.mode != "training":
             raise ValueError("Create the model in training mode to train it")
@@ -324,6 +325,9 @@ class MaskRCNN:
             # of the epochs before stay written.
             data_error = train_seq.data_error or (val_seq.data_error if val_seq is not None else None)
             if data_error is None:
+                if distribute.is_multi_worker(strategy) and isinstance(
+                        error, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError)):
+                    raise distribute.WorkerFailedError(distribute.worker_failure_message(error)) from error
                 raise
             raise data_error from error
         self.epoch = max(self.epoch, end)

@@ -9,7 +9,7 @@ another layout is a new process::
 The model is the shapes network at 128 px with sampling sizes that take every anchor and every ROI, so a step does not
 depend on the random draws and steps of different layouts can be compared. ``--init`` loads (or, when missing,
 writes) the initial weights. ``--bn frozen sync local`` trains one model of each BatchNorm mode in turn. The
-output ``.npz`` holds the weights after training (``w0``, ``w1``, ...), the
+output ``.npz`` holds the weights before and after training (``i0``, ``i1``, ... and ``w0``, ``w1``, ...), the
 losses of the last epoch (``loss_<name>``), the step times (``step_seconds``) and the ids of the images the training
 steps read on this process (``image_ids``).
 """
@@ -102,6 +102,7 @@ def train(args, strategy, bn: str):
         elif distribute.is_chief(strategy):
             model.save_weights(args.init)
 
+    initial = {f"i{i}": w.numpy() for i, w in enumerate(model.keras_model.weights)}
     times = []
 
     class StepTimer(keras.callbacks.Callback):
@@ -113,6 +114,7 @@ def train(args, strategy, bn: str):
 
         def on_train_batch_end(self, batch, logs=None):
             times.append(time.perf_counter() - self.start)
+            print(f"step {batch + 1} done", flush=True)
 
     history = model.train(dataset, None, learning_rate=0.02, epochs=args.epochs, layers="all", verbose=0,
                           custom_callbacks=[StepTimer()])
@@ -120,7 +122,7 @@ def train(args, strategy, bn: str):
     if out:
         weights = {f"w{i}": w.numpy() for i, w in enumerate(model.keras_model.weights)}
         losses = {f"loss_{k}": np.float64(v[-1]) for k, v in history.history.items()}
-        np.savez(out, step_seconds=np.array(times), image_ids=np.array(seen), **weights, **losses)
+        np.savez(out, step_seconds=np.array(times), image_ids=np.array(seen), **weights, **initial, **losses)
     return replicas, times
 
 
@@ -140,7 +142,11 @@ def main(argv=None) -> int:
     if args.global_batch % strategy.num_replicas_in_sync:
         raise SystemExit(f"--global-batch {args.global_batch} is not a multiple of the replicas")
     for bn in args.bn:
-        replicas, times = train(args, strategy, bn)
+        try:
+            replicas, times = train(args, strategy, bn)
+        except distribute.WorkerFailedError as error:
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            return 3
         print(f"replicas {replicas}, chief {distribute.is_chief(strategy)}, step seconds "
               f"{' '.join(f'{t:.3f}' for t in times)}", flush=True)
     return 0
