@@ -373,6 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=None,
                        help="split and data-order seed (default: the config's SEED, 2017)")
     train.add_argument("--logs", default="logs", metavar="DIR", help="where run folders go (default: %(default)s)")
+    train.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default=None,
+                       help="data parallelism (mrcnn.distribute): mirrored (every GPU of this machine), multiworker "
+                            "(the workers of TF_CONFIG; the chief writes the run folder), default (one device); "
+                            "default: mirrored when several GPUs are visible, else default. Each GPU gets "
+                            "--batch-size images a step")
     console.add_output_arguments(p)
     return p
 
@@ -580,6 +585,14 @@ def _run(args, held: contextlib.ExitStack) -> int:
     from lesion.config import make_config
 
     light = _check_args(args)
+    # The strategy before TensorFlow runs anything (multiworker configures its collective operations).
+    from mrcnn import distribute
+
+    try:
+        strategy = distribute.make_strategy(args.strategy)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    chief = distribute.is_chief(strategy)
     overrides = _config_overrides(args)
     image_size = int(overrides.get("IMAGE_MAX_DIM", _BASE_IMAGE_SIZE[args.config]))
     max_side = image_size if args.max_side is None else (args.max_side or None)
@@ -607,7 +620,8 @@ def _run(args, held: contextlib.ExitStack) -> int:
     from mrcnn.weights import WeightsFileError, WeightsMismatchError
 
     keras.utils.set_random_seed(seed)
-    model = MaskRCNN(mode="training", config=config, model_dir=args.logs)
+    with strategy.scope():
+        model = MaskRCNN(mode="training", config=config, model_dir=args.logs)
     try:
         pretrained = _load_weights(args, model, config)
     except (WeightsFileError, WeightsMismatchError, FileNotFoundError) as error:
@@ -615,11 +629,17 @@ def _run(args, held: contextlib.ExitStack) -> int:
     # A checkpoint name (mask_rcnn_<name>_<epoch>.h5 in a run folder) sets the epoch counter and the run folder.
     resumed = model.epoch > 0
     run_dir = model.log_dir
+    if not chief:  # The other workers of a multi-worker run write nothing: their run folder is a temporary one.
+        import tempfile
+
+        run_dir = tempfile.mkdtemp(prefix="mrcnn-worker-")
+        model.log_dir = run_dir
+        model.checkpoint_path = os.path.join(run_dir, os.path.basename(model.checkpoint_path))
     try:  # Before anything is written there; MaskRCNN.train holds it again while it trains.
         held.enter_context(hold_run_folder(run_dir))
     except RunFolderInUseError as error:
         raise UsageError(str(error)) from None
-    if not resumed and os.path.isdir(run_dir) and any(f.endswith(".h5") for f in os.listdir(run_dir)):
+    if chief and not resumed and os.path.isdir(run_dir) and any(f.endswith(".h5") for f in os.listdir(run_dir)):
         raise UsageError(f"run folder {run_dir} already holds checkpoints (a run of {config.NAME!r} started in the "
                          f"same minute); wait a minute, use another --logs, or resume it with --weights last")
     os.makedirs(run_dir, exist_ok=True)
@@ -656,8 +676,11 @@ def _run(args, held: contextlib.ExitStack) -> int:
 
         rotate90 = training_resize_mode(config.IMAGE_RESIZE_MODE) == "square"  # square batches only
         augmentation = dermoscopy_augmentation(args.augment, rotate90=rotate90, seed=seed)
+    replicas = strategy.num_replicas_in_sync
+    batch = f"batch {config.BATCH_SIZE}" if replicas == 1 else \
+        f"batch {config.IMAGES_PER_GPU} x {replicas} replicas"
     print(f"Config {config.NAME}: backbone {config.BACKBONE}, {image_size} px, {config.NUM_CLASSES - 1} classes "
-          f"{dataset.class_names[1:]}, batch {config.BATCH_SIZE}, {config.STEPS_PER_EPOCH} steps/epoch, "
+          f"{dataset.class_names[1:]}, {batch}, {config.STEPS_PER_EPOCH} steps/epoch, "
           f"{config.VALIDATION_STEPS} validation steps, base lr {config.LEARNING_RATE:g}, "
           f"augmentation {'none' if augmentation is None else args.augment}")
     print(f"Schedule: {','.join(map(str, stages))}; run folder {run_dir}; starting after epoch {model.epoch}")
@@ -712,6 +735,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             message += " (use --subset)"
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except RuntimeError as error:
+        from mrcnn.distribute import WorkerFailedError
+
+        if not isinstance(error, WorkerFailedError):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -97,6 +97,9 @@ class Config:
     }
     USE_RPN_ROIS = True
     TRAIN_BN = False
+    # With TRAIN_BN on several replicas (mrcnn.distribute): BatchNorm statistics over the global batch (every
+    # replica's images, keras.layers.BatchNormalization(synchronized=True)) instead of each replica's own.
+    SYNC_BATCH_NORM = False
     GRADIENT_CLIP_NORM = 5.0
 
     # Additions of this project (not in matterport).

@@ -188,6 +188,10 @@ class MaskRCNNSequence(keras.utils.PyDataset):
     One "epoch" is ``steps`` batches; images are visited in a shuffled order that continues across epochs, so
     every image is seen equally often whatever STEPS_PER_EPOCH is.
 
+    Several workers of one run (``shard=(index, count)``, :func:`mrcnn.distribute.input_shard`) follow the same order
+    (give them the same ``seed``): each step takes ``count`` x ``batch_size`` images of it, and worker ``index`` loads
+    its own ``batch_size`` of them, so no image is loaded by two workers in a step or an epoch.
+
     Each item is a dict: ``input_image`` float32 [B, H, W, 3] (molded), ``input_image_meta`` [B, META],
     ``input_gt_class_ids`` int32 [B, MAX_GT_INSTANCES], ``input_gt_boxes`` int32 [B, MAX_GT_INSTANCES, 4],
     ``input_gt_masks`` uint8 0/1 [B, mh, mw, MAX_GT_INSTANCES].
@@ -195,7 +199,8 @@ class MaskRCNNSequence(keras.utils.PyDataset):
 
     def __init__(self, dataset, config, shuffle: bool = True, augmentation=None, steps: int | None = None,
                  workers: int | None = None, seed: int | None = None, no_augmentation_sources=None,
-                 max_queue_size: int = 10, initial_epoch: int = 0):
+                 max_queue_size: int = 10, initial_epoch: int = 0, batch_size: int | None = None,
+                 shard: tuple[int, int] = (0, 1)):
         workers = int(workers if workers is not None else getattr(config, "DATA_WORKERS", 2))
         super().__init__(workers=max(workers, 1), use_multiprocessing=False, max_queue_size=max_queue_size)
         if not len(dataset.image_ids):
@@ -205,8 +210,13 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         self.shuffle = shuffle
         self.augmentation = augmentation
         self.no_augmentation_sources = set(no_augmentation_sources or [])
-        self.batch_size = int(config.BATCH_SIZE)
-        self.steps = int(steps) if steps else int(np.ceil(len(dataset.image_ids) / self.batch_size))
+        self.batch_size = int(batch_size if batch_size is not None else config.BATCH_SIZE)
+        self.shard_index, self.shard_count = (int(v) for v in shard)
+        if not 0 <= self.shard_index < self.shard_count:
+            raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
+        # The images of one step across all workers.
+        self.global_batch = self.batch_size * self.shard_count
+        self.steps = int(steps) if steps else int(np.ceil(len(dataset.image_ids) / self.global_batch))
         self.rng = np.random.default_rng(seed if seed is not None else getattr(config, "SEED", None))
         # Augmentation draws are seeded image by image from the batch position (a copy of the pipeline per worker
         # thread), so they depend neither on thread scheduling nor on where a run was interrupted and resumed.
@@ -230,7 +240,7 @@ class MaskRCNNSequence(keras.utils.PyDataset):
 
     def _make_order(self, epoch: int) -> np.ndarray:
         ids = np.array(self.dataset.image_ids)
-        needed = (epoch + 1) * self.steps * self.batch_size
+        needed = (epoch + 1) * self.steps * self.global_batch
         reps = int(np.ceil(needed / len(ids))) + 1
         orders = []
         rng = np.random.default_rng(self.rng.integers(1 << 31)) if self.shuffle else None
@@ -247,7 +257,7 @@ class MaskRCNNSequence(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         cfg = self.config
-        start = (self.epoch * self.steps + index) * self.batch_size
+        start = (self.epoch * self.steps + index) * self.global_batch + self.shard_index * self.batch_size
         ids = self._order[start:start + self.batch_size]
         max_gt = int(cfg.MAX_GT_INSTANCES)
         h, w = int(cfg.IMAGE_SHAPE[0]), int(cfg.IMAGE_SHAPE[1])

@@ -2,6 +2,11 @@
 
 Each returns a float32 scalar and is 0 (not NaN) when nothing qualifies: no sampled anchors, no positive ROIs.
 :func:`mask_rcnn_losses` returns them as a dict keyed by matterport's names.
+
+Under a ``tf.distribute`` strategy with several replicas in sync, each loss is a mean over the global batch: a
+replica returns its share, the sum over its own images divided by the count (of sampled anchors, ROIs, positive
+ROIs) over all replicas, so the replicas' losses add up to the loss of the whole batch, and their summed gradients
+are the gradients one device would compute on it. Outside a strategy (or with one replica) it is the plain mean.
 """
 
 from __future__ import annotations
@@ -14,9 +19,19 @@ __all__ = ["smooth_l1", "rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
 
 
+def _global_count(count: tf.Tensor) -> tf.Tensor:
+    """``count`` summed over the replicas in sync (itself outside a strategy or with one replica)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return count
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+
+
 def _masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Mean of ``values`` where ``mask`` is set; this replica's share of the global mean under a strategy."""
     mask = tf.cast(mask, tf.float32)
-    return tf.math.divide_no_nan(tf.reduce_sum(tf.cast(values, tf.float32) * mask), tf.reduce_sum(mask))
+    count = _global_count(tf.reduce_sum(mask))
+    return tf.math.divide_no_nan(tf.reduce_sum(tf.cast(values, tf.float32) * mask), count)
 
 
 def smooth_l1(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import console, train_state, utils
+from . import console, distribute, train_state, utils
 from .atomic import atomic_path
 from .data import (MaskRCNNSequence, build_rpn_targets, compose_image_meta, data_generator, load_image_gt,
                    mold_image, parse_image_meta, unmold_image)
@@ -361,33 +361,42 @@ class MaskRCNN:
         Raises:
             mrcnn.dataset.DatasetError: an image or mask could not be loaded (the message names the file).
             mrcnn.run_folder.RunFolderInUseError: another training run holds the run folder.
+            mrcnn.distribute.WorkerFailedError: another worker of a multi-worker run died or stopped answering.
         """
         if self.mode != "training":
             raise ValueError("Create the model in training mode to train it")
         layer_regex = LAYER_PRESETS.get(layers, layers)
         cfg = self.config
+        # The strategy the model was built in (mrcnn.distribute): its replicas share each step's images.
+        strategy = self.keras_model.distribute_strategy
+        per_replica, shard = distribute.replica_batch(strategy, cfg)
+        local_batch = per_replica * (distribute.num_replicas(strategy) // shard[1])
+        seed = distribute.shared_seed(strategy, cfg.SEED) if shard[1] > 1 else cfg.SEED
         # The image order continues from the model's epoch, so a resumed run sees what an uninterrupted one would.
         train_seq = MaskRCNNSequence(train_dataset, cfg, shuffle=True, augmentation=augmentation,
                                      steps=cfg.STEPS_PER_EPOCH, no_augmentation_sources=no_augmentation_sources,
-                                     initial_epoch=self.epoch)
+                                     initial_epoch=self.epoch, seed=seed, batch_size=local_batch, shard=shard)
         val_seq = None
         if val_dataset is not None and cfg.VALIDATION_STEPS:
             val_seq = MaskRCNNSequence(val_dataset, cfg, shuffle=True, steps=cfg.VALIDATION_STEPS,
-                                       seed=0 if cfg.SEED is None else cfg.SEED)
-        os.makedirs(self.log_dir, exist_ok=True)
+                                       seed=0 if cfg.SEED is None else cfg.SEED, batch_size=local_batch,
+                                       shard=shard)
+        chief = distribute.is_chief(strategy)
+        if chief:
+            os.makedirs(self.log_dir, exist_ok=True)
         if verbose is None:
             verbose = console.keras_verbose()
-        callbacks = [
-            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
-            # The progress display ends its epoch line before the checkpoint's "Saved ..." message is written.
-            keras.callbacks.ProgbarLogger(),
-            CheckpointCallback(self),
-        ] + list(custom_callbacks or [])
+        # Only the chief writes the run's files; the other workers of a multi-worker run write none. The progress
+        # display ends its epoch line before the checkpoint's "Saved ..." message is written.
+        callbacks = ([keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False)]
+                     if chief else []) + [keras.callbacks.ProgbarLogger(), CheckpointCallback(self, write=chief)] \
+            + list(custom_callbacks or [])
 
         logger.info("Starting at epoch %d. LR=%s. Checkpoint path: %s", self.epoch, learning_rate,
                     self.checkpoint_path)
         self.set_trainable(layer_regex)
-        self.compile(learning_rate, cfg.LEARNING_MOMENTUM)
+        with strategy.scope():  # the optimizer's variables are mirrored like the model's
+            self.compile(learning_rate, cfg.LEARNING_MOMENTUM)
         if self.epoch >= epochs:
             logger.info("Already at epoch %d >= %d: nothing to train", self.epoch, epochs)
             return None
@@ -400,18 +409,23 @@ class MaskRCNN:
         end = epochs if stop_epoch is None else min(int(epochs), int(stop_epoch))
         if self.epoch >= end:
             return None
+        train_data = distribute.ReplicaBatches(train_seq, strategy, per_replica)
+        val_data = distribute.ReplicaBatches(val_seq, strategy, per_replica) if val_seq is not None else None
         try:
             # shuffle=False: the sequence shuffles its images itself, from its own seed and the epoch. Keras's
             # shuffle of a PyDataset permutes the batch order with Python's global random state, which a resumed
             # run (a new process) does not share with the uninterrupted one.
             history = self.keras_model.fit(
-                train_seq, initial_epoch=self.epoch, epochs=end, validation_data=val_seq, callbacks=callbacks,
+                train_data, initial_epoch=self.epoch, epochs=end, validation_data=val_data, callbacks=callbacks,
                 verbose=verbose, shuffle=False)
         except Exception as error:
             # The data set error (it names the file) rather than the TensorFlow error that wraps it; the checkpoints
             # of the epochs before stay written.
             data_error = train_seq.data_error or (val_seq.data_error if val_seq is not None else None)
             if data_error is None:
+                if distribute.is_multi_worker(strategy) and isinstance(
+                        error, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError)):
+                    raise distribute.WorkerFailedError(distribute.worker_failure_message(error)) from error
                 raise
             raise data_error from error
         self.epoch = max(self.epoch, end)
@@ -693,15 +707,25 @@ class MaskRCNN:
 
 
 class CheckpointCallback(keras.callbacks.Callback):
-    """Write ``mask_rcnn_<name>_<epoch:04d>.h5`` after every epoch, atomically, in matterport's layout."""
+    """Write ``mask_rcnn_<name>_<epoch:04d>.h5`` after every epoch, atomically, in matterport's layout.
 
-    def __init__(self, mrcnn: MaskRCNN):
+    Args:
+        mrcnn: the model.
+        write: False on the workers of a multi-worker run other than the chief: the epoch counter follows,
+            nothing is written.
+    """
+
+    def __init__(self, mrcnn: MaskRCNN, write: bool = True):
         super().__init__()
         self.mrcnn = mrcnn
+        self.write = bool(write)
 
     def on_epoch_end(self, epoch, logs=None):
         from . import weights
 
+        if not self.write:
+            self.mrcnn.epoch = epoch + 1
+            return
         path = self.mrcnn.checkpoint_path.format(epoch=epoch + 1)
         # The state first: a checkpoint never lies beside the state of an earlier epoch.
         layer_regex, stage_epochs = self.mrcnn._stage

@@ -25,14 +25,15 @@ from .anchors import get_anchors
 from .backbone import build_backbone
 from .boxes import norm_boxes_tf
 from .detection import DetectionLayer
+from .distribute import is_multi_worker
 from .heads import build_box_head, build_mask_head, build_rpn_model
-from .layers import set_winograd
+from .layers import BatchNorm, set_winograd
 from .losses import LOSS_NAMES, mask_rcnn_losses
 from .proposals import ProposalLayer
 from .roi_align import PyramidROIAlign
 from .targets import detection_targets, rpn_targets
 
-__all__ = ["MaskRCNNModel", "model_kwargs"]
+__all__ = ["MaskRCNNModel", "ReplicaSeedGenerator", "model_kwargs"]
 
 
 def model_kwargs(config) -> dict:
@@ -74,11 +75,29 @@ def model_kwargs(config) -> dict:
         rpn_head_depth=int(getattr(config, "RPN_HEAD_DEPTH", 512)),
         proposals_append_gt=bool(getattr(config, "PROPOSALS_APPEND_GT", True)),
         train_bn=config.TRAIN_BN,
+        sync_bn=bool(getattr(config, "SYNC_BATCH_NORM", False)),
         jit_compile_backbone=bool(getattr(config, "JIT_COMPILE", False)),
         winograd=bool(getattr(config, "WINOGRAD", True)),
         loss_weights={k: float(v) for k, v in config.LOSS_WEIGHTS.items()},
         seed=getattr(config, "SEED", None),
     )
+
+
+class ReplicaSeedGenerator(keras.random.SeedGenerator):
+    """A ``keras.random.SeedGenerator`` whose seeds differ between the replicas of a ``tf.distribute`` strategy.
+
+    Every replica advances the same (mirrored) state; the replica's number is added to the first word of each seed
+    drawn, so the replicas sample anchors and ROIs independently. Outside a strategy, or with one replica, it is the
+    plain generator.
+    """
+
+    def next(self, ordered=True):
+        seed = super().next(ordered=ordered)
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return seed
+        replica = tf.cast(context.replica_id_in_sync_group, seed.dtype)
+        return seed + tf.stack([replica, tf.zeros_like(replica)])
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -98,7 +117,7 @@ class MaskRCNNModel(keras.Model):
                  detection_nms_threshold: float = 0.3, detection_class_agnostic_nms: bool = False,
                  use_mini_mask: bool = True,
                  proposals_append_gt: bool = True, mask_head_depth: int = 256,
-                 rpn_head_depth: int = 512, train_bn=False, jit_compile_backbone: bool = False,
+                 rpn_head_depth: int = 512, train_bn=False, sync_bn: bool = False, jit_compile_backbone: bool = False,
                  winograd: bool = True, loss_weights=None, seed=None, compute_backbone_shape=None, **kwargs):
         kwargs.setdefault("name", "mask_rcnn")
         super().__init__(**kwargs)
@@ -116,7 +135,7 @@ class MaskRCNNModel(keras.Model):
             detection_min_confidence=detection_min_confidence, detection_nms_threshold=detection_nms_threshold,
             detection_class_agnostic_nms=detection_class_agnostic_nms,
             use_mini_mask=use_mini_mask, proposals_append_gt=proposals_append_gt,
-            mask_head_depth=mask_head_depth, rpn_head_depth=rpn_head_depth, train_bn=train_bn,
+            mask_head_depth=mask_head_depth, rpn_head_depth=rpn_head_depth, train_bn=train_bn, sync_bn=sync_bn,
             jit_compile_backbone=jit_compile_backbone, winograd=winograd,
             loss_weights=dict(loss_weights or {name: 1.0 for name in LOSS_NAMES}), seed=seed,
             compute_backbone_shape=compute_backbone_shape)
@@ -140,7 +159,12 @@ class MaskRCNNModel(keras.Model):
         self.detection = DetectionLayer(detection_max_instances, detection_min_confidence,
                                         detection_nms_threshold, bbox_std_dev,
                                         class_agnostic=detection_class_agnostic_nms, name="mrcnn_detection")
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        if sync_bn:
+            # Training BatchNorm takes its statistics over the global batch (every replica's images).
+            for layer in self._flatten_layers(include_self=False, recursive=True):
+                if isinstance(layer, BatchNorm):
+                    layer.synchronized = True
+        self.seed_generator = ReplicaSeedGenerator(seed)
         self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in ("loss",) + LOSS_NAMES}
         # XLA compiles the backbone + FPN only: the rest has data-dependent shapes (NMS, sampling) that XLA
         # cannot compile, and the backbone is where the FLOPs are.
@@ -294,10 +318,48 @@ class MaskRCNNModel(keras.Model):
         return tf.add_n([losses[name] * weights.get(name, 1.0) for name in LOSS_NAMES])
 
     def _update_trackers(self, losses, total):
-        self.loss_trackers["loss"].update_state(total)
-        for name in LOSS_NAMES:
-            self.loss_trackers[name].update_state(losses[name])
-        return {name: tracker.result() for name, tracker in self.loss_trackers.items()}
+        values = {"loss": total, **{name: losses[name] for name in LOSS_NAMES}}
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            # Each replica holds its share of the global losses (mrcnn.losses): their sum is the batch's loss, and
+            # every replica tracks that same value (Keras averages the replicas' results).
+            values = context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+        for name, value in values.items():
+            self.loss_trackers[name].update_state(value)
+        results = {name: tracker.result() for name, tracker in self.loss_trackers.items()}
+        if is_multi_worker(tf.distribute.get_strategy()):
+            # Keras averages a step's results over the workers along their first axis: one-element vectors (the
+            # same value on every replica) give the value back as a scalar.
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
+
+    def _reduce_and_clip(self, grads):
+        """Under several replicas, Keras would clip each replica's share of the gradients (``clipnorm``) before
+        summing them. Summed here first and clipped as one device would, then handed on divided by the replica
+        count, so Keras' own sum gives the clipped global gradient (exactly so for a power-of-two count; its own
+        clipping then changes nothing). Costs a second all-reduce of the gradients, only when clipping is on."""
+        context = tf.distribute.get_replica_context()
+        clipnorm = getattr(self.optimizer, "clipnorm", None)
+        if (context is None or context.num_replicas_in_sync == 1 or not clipnorm
+                or isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)):
+            return grads
+        present = [i for i, g in enumerate(grads) if g is not None]
+        summed = context.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
+        grads = list(grads)
+        replicas = float(context.num_replicas_in_sync)
+        for i, g in zip(present, summed):
+            grads[i] = tf.clip_by_norm(g, clipnorm) / replicas
+        return grads
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras' hook before fit / evaluate. Under a strategy it reads a first batch, averages it over the replicas
+        # and builds the model symbolically from it; that fails on the bool ground-truth masks and, across workers,
+        # on a dict of inputs. Every sub-network here is built at construction: only the optimizer is left.
+        if self._distribute_strategy is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
 
     def train_step(self, data):
         inputs = data[0] if isinstance(data, (tuple, list)) else data
@@ -306,7 +368,7 @@ class MaskRCNNModel(keras.Model):
             total = self._total(losses)
             scaled = self.optimizer.scale_loss(total)
         variables = self.trainable_variables
-        grads = tape.gradient(scaled, variables)
+        grads = self._reduce_and_clip(tape.gradient(scaled, variables))
         self.optimizer.apply_gradients(
             [(g, v) for g, v in zip(grads, variables) if g is not None])
         return self._update_trackers(losses, total)
