@@ -25,6 +25,8 @@ Per run:
 - ``detections.json``: COCO ``images`` (``id``, ``file_name``, ``width``, ``height``, ``path``), ``categories``
   and ``annotations`` (``bbox`` ``[x, y, w, h]``, ``score``, ``category_id``, ``area``, RLE ``segmentation``):
   ``COCO("detections.json")`` loads it and ``coco.loadRes(coco.dataset["annotations"])`` accepts its annotations.
+- ``report.html`` (not with ``--no-report``): one self-contained page with the overlay thumbnails, diagnoses and
+  scores (:mod:`lesion.report`).
 - ``summary.csv``: one row per input: ``file``, ``width``, ``height``, ``lesions`` (detections), ``top_class``,
   ``top_score``, ``p_<class>`` (the top detection's class probabilities, background excluded and renormalised;
   empty without a detection), ``lesion_area_px`` (pixels of the segmentation), ``segmentation`` (its file name),
@@ -53,7 +55,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lesion import inference
+from lesion import inference, report
 from mrcnn import console
 
 __all__ = ["IMAGE_EXTENSIONS", "collect_inputs", "output_stems", "draw_overlay", "lesion_crops", "main"]
@@ -207,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--crops", action="store_true",
                         help="also save each detection cut out as <stem>_lesion<k>.png (RGBA)")
     inference.add_model_arguments(parser)
+    report.add_report_argument(parser)
     console.add_output_arguments(parser)
     return parser
 
@@ -289,11 +292,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "mask_rule": args.mask_rule, "min_confidence": float(model.config.DETECTION_MIN_CONFIDENCE)},
         "licenses": [], "images": coco_images, "categories": categories, "annotations": annotations})
     inference.write_csv_atomic(out_dir / "summary.csv", rows, fields)
+    if not args.no_report:  # One page: the run's figures and overlay thumbnails (lesion/report.py).
+        report.write_detect_report(out_dir, rows, info.class_names,
+                                   [f"{len(paths)} inputs, model {info.weights} ({info.config_name}, {info.classes}"
+                                    f"{second}); mask rule {args.mask_rule}"])
 
     elapsed = time.perf_counter() - start
     done = len(paths) - len(failed)
     print(f"{done} of {len(paths)} images processed in {elapsed:.1f} s; results in {out_dir}/ "
-          f"(summary.csv, detections.json, <stem>_segmentation.png, <stem>_overlay.jpg)")
+          f"(summary.csv, detections.json{'' if args.no_report else ', report.html'}, <stem>_segmentation.png, "
+          f"<stem>_overlay.jpg)")
     if failed:
         print(f"{len(failed)} inputs failed (see summary.csv): {', '.join(str(p) for p in failed[:5])}"
               f"{', ...' if len(failed) > 5 else ''}", file=sys.stderr)

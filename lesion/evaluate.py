@@ -37,6 +37,8 @@ Outputs in ``--out``:
   class probabilities, then the baseline's scores (``otsu_*``), and ``status``.
 - ``jaccard_boxplot.png``, ``box_iou_boxplot.png`` (model and baseline side by side), and for diagnosis models
   ``confusion_matrix.png``, ``roc.png``, ``precision_recall.png``.
+- ``report.html`` (not with ``--no-report``): one self-contained page with these figures and plots and the
+  thumbnails of the images, lowest Jaccard first, with the predicted and true outlines (:mod:`lesion.report`).
 
 Conventions: the predicted lesion mask of an image follows ``--mask-rule`` as in ``lesion/detect.py`` (the
 top-scoring detection's mask by default); an image without a detection has an empty mask (Jaccard 0 against a
@@ -61,7 +63,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lesion import inference
+from lesion import inference, report as html_report
 from mrcnn import console
 
 __all__ = ["SUBSETS", "load_dataset", "format_table", "main"]
@@ -212,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also score the classical method (lesion/baseline.py) as a reference row")
     parser.add_argument("--baseline-only", action="store_true", help="score only the baseline (no model needed)")
     inference.add_model_arguments(parser)
+    html_report.add_report_argument(parser)
     console.add_output_arguments(parser)
     return parser
 
@@ -281,8 +284,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[dict] = []
     failed: list[str] = []
 
+    thumbs = None if args.no_report else html_report.EvaluationThumbnails()  # The report's worst-Jaccard images.
+
     def load(entry: dict):
-        return _read_pair(entry, with_baseline)
+        image, extra = _read_pair(entry, with_baseline)
+        if thumbs is not None:
+            extra["small"] = html_report.shrink(image)  # In the worker thread; the full image is not kept.
+        return image, extra
 
     if with_model:
         stream = inference.iter_detections(
@@ -345,6 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 row.update({f"otsu_{k}": scored[k] for k in _ROW_SCORES})
             row["status"] = "ok"
             rows.append(row)
+            if thumbs is not None:
+                thumbs.add(row, prepared.extra["small"], pred if with_model else prepared.extra["otsu"], gt,
+                           os.path.basename(entry["path"]))
     elapsed = time.perf_counter() - start
     if len(failed) == len(entries):  # Nothing to score: keep an earlier run's files in --out as they were.
         print(f"error: none of the {_plural(len(entries), 'image')} of {args.dataset} could be evaluated (see the "
@@ -407,6 +418,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         written += ["confusion_matrix.png", "roc.png", "precision_recall.png", "reliability.png"]
     inference.write_json_atomic(out_dir / "metrics.json", report)
     inference.write_csv_atomic(out_dir / "per_image.csv", rows)
+    if thumbs is not None:  # One page: these figures, the plots and the worst images (lesion/report.py).
+        html_report.write_evaluate_report(out_dir, report, rows, thumbs,
+                                          [out_dir / name for name in written if name.endswith(".png")])
+        written.append("report.html")
 
     print()
     print(format_table(sections))
