@@ -1,6 +1,6 @@
 """Accuracy of the bundled lesion model on the validation split of each data folder, next to the Otsu baseline.
 
-    python benchmarks/accuracy.py                         # weights/mask_rcnn_lesion_light.h5 + lesion_classifier.npz
+    python benchmarks/accuracy.py                         # weights/mask_rcnn_lesion_light.h5 + lesion_classifier.skops
     python benchmarks/accuracy.py --weights logs/<run>/mask_rcnn_lesion_light_0013.h5 --classifier none
     python benchmarks/accuracy.py --mask-study            # what a 28x28 vs 56x56 mask head can reach at best
 
