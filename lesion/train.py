@@ -29,7 +29,9 @@ folder leaves the split of the others as it was; a resumed run keeps the split o
 
 Resuming: each checkpoint has a ``.state.npz`` beside it (:mod:`mrcnn.train_state`: the optimizer's momentum and
 iteration count, the sampling generator), restored when ``--weights last`` continues the same stage, and the image
-order goes on from the checkpoint's epoch; keep the same ``--schedule`` across the chunks of a run.
+order and the augmentation draws go on from the checkpoint's epoch; keep the same ``--schedule`` across the chunks
+of a run. A run interrupted and resumed then ends with the weights of an uninterrupted one (bit for bit with
+TensorFlow's deterministic ops, tests/test_resume.py; without them, to float rounding).
 
 Schedule: ``--layers`` trains one stage (``heads``, ``3+``, ``4+``, ``5+``, ``all``) up to ``--epochs``.
 Without it, :func:`default_schedule`: from pretrained weights, the heads for the first quarter of the epochs,
