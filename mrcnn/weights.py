@@ -46,6 +46,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .atomic import atomic_path
+from .checkpoints import epoch_from_checkpoint_name  # Part of this module's API since before mrcnn.checkpoints.
 
 __all__ = [
     "COCO_MODEL_URL",
@@ -656,33 +657,6 @@ def save_weights(model: keras.Model, filepath: str | os.PathLike,
                     group.create_dataset(weight_name, data=value)
             f.flush()
     return path
-
-
-# mask_rcnn_<name>_<epoch>.h5, where <name> may contain underscores; Keras 3's ".weights.h5" suffix is accepted.
-_CHECKPOINT_RE = re.compile(r"^mask_rcnn_[\w-]+?_(\d{4,})(?:\.weights)?\.h5$")
-# matterport's own pattern: the last four digits before ".h5", with or without an underscore before them.
-_CHECKPOINT_RE_MATTERPORT = re.compile(r"^mask_rcnn_[\w-]+?(\d{4})(?:\.weights)?\.h5$")
-
-
-def epoch_from_checkpoint_name(path: str | os.PathLike) -> int | None:
-    """The epoch number in a checkpoint file name, as matterport's ``set_log_dir`` parsed it.
-
-    Checkpoints are named ``mask_rcnn_<name>_<epoch:04d>.h5`` after the epoch that just finished (1-based), so the
-    number is also the epoch training resumes from (Keras' ``initial_epoch``).
-
-    Args:
-        path: a file name or path, e.g. ``logs/coco20171029T2315/mask_rcnn_coco_0005.h5``; the folder is ignored.
-
-    Returns:
-        The epoch (5 above), or None if the name is not a checkpoint name (``mask_rcnn_coco.h5`` is not).
-
-    Example:
-        >>> epoch_from_checkpoint_name("mask_rcnn_skin_lesion_0012.h5")
-        12
-    """
-    name = os.path.basename(os.fspath(path))
-    match = _CHECKPOINT_RE.match(name) or _CHECKPOINT_RE_MATTERPORT.match(name)
-    return int(match.group(1)) if match else None
 
 
 def _download(url: str, dest: str, what: str, verbose: int = 1) -> str:
