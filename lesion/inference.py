@@ -2,7 +2,7 @@
 inference, the lesion-mask rule, COCO encoding, atomic output files, and the train/validation split.
 
 Model loading. ``--weights`` is a ``.h5`` file (matterport's layout, :mod:`mrcnn.weights`), ``last`` (the newest
-checkpoint under ``logs/``, :meth:`mrcnn.model.MaskRCNN.find_last`), or by default the bundled light lesion model
+checkpoint under ``logs/``, :func:`lesion.cli.find_last`), or by default the bundled light lesion model
 :data:`DEFAULT_WEIGHTS`. The number of classes and the backbone are read from the file, so ``--classes`` and
 ``--config`` only need to be given to check them; any other config attribute is set with ``--set KEY=VALUE``.
 The weights are loaded strictly (every weighted layer of the model must be in the file and the other way round),
@@ -34,17 +34,14 @@ Example::
 
 from __future__ import annotations
 
-import ast
 import collections
 import csv
 import dataclasses
-import difflib
 import io
 import itertools
 import json
 import math
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -52,6 +49,7 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequenc
 import numpy as np
 
 from mrcnn.atomic import write_bytes_atomic
+from lesion.cli import UsageError, find_last, parse_overrides
 from lesion.paths import WORK_DIR, bundled_file
 
 __all__ = [
@@ -105,10 +103,6 @@ MASK_RULES = ("top", "union")
 """How the detections of an image become its lesion mask (see the module docstring)."""
 
 _CLASSES_BY_COUNT = {2: "lesion", 4: "diagnosis"}  # NUM_CLASSES (background included) -> --classes.
-
-
-class UsageError(Exception):
-    """A command-line problem the user can fix (missing weights, bad option): printed, exit status 2."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -278,33 +272,6 @@ def inspect_weights(path: str | os.PathLike) -> WeightsInfo:
     return WeightsInfo(num_classes, backbone)
 
 
-def parse_overrides(pairs: Iterable[str] | None) -> dict[str, Any]:
-    """``["KEY=VALUE", ...]`` -> config overrides; values are Python literals (``128``, ``(8, 16)``, ``True``)
-    or else plain strings.
-
-    Raises:
-        UsageError: an item without ``=``, or a key that is not a config attribute.
-    """
-    from mrcnn.config import Config
-
-    known = sorted(k for k in dir(Config) if k.isupper())
-    overrides: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, text = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"--set {pair!r}: write KEY=VALUE, e.g. --set IMAGE_MAX_DIM=512")
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else "; see mrcnn/config.py for the attributes"
-            raise UsageError(f"--set {pair!r}: {key} is not a config attribute{hint}")
-        try:
-            overrides[key] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            overrides[key] = text.strip()
-    return overrides
-
-
 def _train_hint() -> str:
     return ("Train a model with `python lesion/train.py --help` (its checkpoints go to logs/) and pass "
             "`--weights last`, or pass `--weights PATH` to a Mask R-CNN .h5 weight file.")
@@ -333,38 +300,13 @@ def resolve_weights(spec: str | None, config_name: str = "light", logs_dir: str 
         from lesion.config import make_config
 
         config = make_config(light=config_name == "light", classes=classes)
-        try:
-            return _find_last(config, logs_dir)
-        except FileNotFoundError as exc:
-            raise UsageError(f"--weights last: no checkpoint of {config.NAME!r} under {logs_dir} ({exc}). "
-                             + _train_hint()) from exc
+        return find_last(logs_dir, config.NAME, _train_hint())
     if os.path.isdir(spec):
         raise UsageError(f"--weights {spec} is a folder: give a .h5 file in it (a run folder's checkpoints are "
                          "mask_rcnn_<name>_<epoch>.h5), or --weights last")
     if not os.path.isfile(spec):
         raise UsageError(f"--weights {spec}: no such file. " + _train_hint())
     return spec
-
-
-def _find_last(config: Any, logs_dir: str | os.PathLike) -> str:
-    """:meth:`MaskRCNN.find_last` without building the network (the method reads only the config and folder)."""
-    from mrcnn.model import MaskRCNN
-
-    holder = MaskRCNN.__new__(MaskRCNN)
-    holder.config = config
-    holder.model_dir = os.fspath(logs_dir)
-    path = holder.find_last()
-    name = (config.NAME or "model").lower()
-    run = re.compile(re.escape(name) + r"\d{8}T\d{4}")
-    if run.fullmatch(os.path.basename(os.path.dirname(path))):
-        return path
-    # find_last matches run folders by prefix, so "lesion" also finds "lesion_light..." runs: keep this NAME's own.
-    for folder in sorted((d for d in os.listdir(logs_dir) if run.fullmatch(d)), reverse=True):
-        checkpoints = sorted(f for f in os.listdir(os.path.join(logs_dir, folder))
-                             if f.startswith("mask_rcnn") and f.endswith(".h5"))
-        if checkpoints:
-            return os.path.join(os.fspath(logs_dir), folder, checkpoints[-1])
-    raise FileNotFoundError(f"no run folder {name}<YYYYmmddTHHMM> with a checkpoint in {os.fspath(logs_dir)}")
 
 
 def _check_choice(name: str, given: str | None, from_file: str | None, path: str) -> str | None:

@@ -67,7 +67,6 @@ Python::
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import copy
 import dataclasses
@@ -80,6 +79,7 @@ import sys
 from collections import Counter
 from typing import Sequence
 
+from lesion.cli import UsageError, find_last, parse_overrides
 from lesion.paths import WORK_DIR
 from mrcnn import console
 from mrcnn.atomic import OutputDirError, ensure_output_dir, write_bytes_atomic
@@ -97,10 +97,6 @@ LAYER_CHOICES = ("heads", "3+", "4+", "5+", "all")
 
 # The image size each config was tuned for; anchors scale with --image-size relative to it.
 _BASE_IMAGE_SIZE = {"light": 320, "full": 1024}
-
-
-class UsageError(Exception):
-    """A problem with the command line or the inputs, reported as one line and exit status 2."""
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -377,24 +373,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse_overrides(items: Sequence[str]) -> dict:
-    from mrcnn.config import Config
-
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
-        if not key.isupper() or not hasattr(Config, key):
-            raise UsageError(f"--set {key}: not a config attribute (upper-case names of mrcnn.config.Config)")
-        try:
-            overrides[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            overrides[key] = value  # A bare word, e.g. --set BACKBONE=resnet50.
-    return overrides
-
-
 def _config_overrides(args) -> dict:
     """Config attributes set by the command line (the number of classes comes from the data)."""
     from lesion.config import LesionConfig, LightLesionConfig
@@ -422,25 +400,8 @@ def _config_overrides(args) -> dict:
         overrides["LEARNING_RATE"] = args.lr
     if args.seed is not None:
         overrides["SEED"] = args.seed
-    overrides.update(_parse_overrides(args.overrides))
+    overrides.update(parse_overrides(args.overrides))
     return overrides
-
-
-def _find_last(model_dir: str, name: str) -> str:
-    """The newest checkpoint of the newest run folder named exactly ``<name><YYYYmmddTHHMM>``.
-
-    (``MaskRCNN.find_last`` matches folder names by prefix, so ``lesion`` would also take ``lesion_light`` runs.)
-    """
-    pattern = re.compile(re.escape(name) + r"\d{8}T\d{4}")
-    runs = sorted(d for d in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
-                  if pattern.fullmatch(d) and os.path.isdir(os.path.join(model_dir, d)))
-    for run in reversed(runs):
-        checkpoints = sorted(f for f in os.listdir(os.path.join(model_dir, run))
-                             if re.fullmatch(r"mask_rcnn_" + re.escape(name) + r"_\d{4}\.h5", f))
-        if checkpoints:
-            return os.path.join(model_dir, run, checkpoints[-1])
-    raise UsageError(f"--weights last: no checkpoint of a {name!r} run under {model_dir}/ (train one first, "
-                     f"with --weights none or coco)")
 
 
 def _coco_missing_message(path: str) -> str:
@@ -485,7 +446,7 @@ def _load_weights(args, model, config) -> bool | None:
         model.load_weights(path, by_name=True)
         return True
     if args.weights == "last":
-        path = _find_last(args.logs, config.NAME.lower())
+        path = find_last(args.logs, config.NAME, "Train one first, with --weights none or coco.")
         print(f"Weights: {path} (resuming)")
         model.load_weights(path, by_name=True)
         return None
