@@ -8,7 +8,8 @@ All classes build on :class:`mrcnn.dataset.Dataset` (matterport's API: ``load_*`
   ``LESION_CLASSES`` (one class) or ``DIAGNOSIS_CLASSES`` (the ISIC 2017 Part 3 diagnosis as the instance class).
 - :class:`IsicAttributeDataset` reads the ISIC 2018 Task 2 dermoscopic attribute masks as a five-class instance task.
 - :class:`CocoDataset` reads any COCO JSON with its image folder (pycocotools).
-- :func:`split_ids` gives a deterministic, optionally stratified, train/validation split of image ids.
+- :func:`split_ids` gives a deterministic, optionally stratified, train/validation split of image ids;
+  :func:`validation_split` is the project's split of a data set (or ids) with it, the one training holds out.
 
 Diagnosis labels, per challenge (index = position in :data:`DIAGNOSIS_CLASSES`, class id = index + 1):
 
@@ -52,7 +53,7 @@ import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -76,6 +77,8 @@ __all__ = [
     "read_mask",
     "resized_size",
     "split_ids",
+    "validation_split",
+    "default_seed",
     "read_ids",
 ]
 
@@ -1197,6 +1200,61 @@ def read_ids(path: str) -> list[str]:
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not UTF-8 text ({exc.reason}); expected one image id a line, as "
                            "lesion/train.py writes it") from None
+
+
+def validation_split(
+    dataset_or_ids: Any,
+    labels: Sequence[Hashable] | Mapping[str, Hashable] | None = None,
+    *,
+    seed: int | None = None,
+    val_fraction: float = 0.2,
+) -> tuple[list[str], list[str]]:
+    """The project's train/validation split of ISIC images (the one ``lesion/train.py`` trains on).
+
+    :func:`lesion.datasets.split_ids` over the sorted image ids, stratified by diagnosis when images have one (the
+    images without a diagnosis are a group of their own; no diagnosis at all: not stratified). ``lesion/train.py``
+    splits each ``--dataset`` folder this way on its own. With a data set, call it on an
+    :class:`lesion.datasets.IsicDataset` loaded with the same root, official split and ``classes`` as the training
+    (in diagnosis mode the images without an ISIC 2017 diagnosis are left out before splitting).
+
+    Args:
+        dataset_or_ids: an :class:`IsicDataset` (its ``image_info[i]["image_id"]``, labels from
+            ``image_info[i]["diagnosis"]``), or a sequence of image ids.
+        labels: diagnosis per id (sequence aligned with the ids, or mapping id -> diagnosis); taken from the data
+            set when None. Ids without a label (None) are one group; when no id has one, the split is not
+            stratified.
+        seed: split seed; None for the lesion config's ``SEED`` (2017).
+        val_fraction: fraction of ids in the validation set, in [0, 1).
+
+    Returns:
+        ``(train_ids, val_ids)``: disjoint sorted lists of image ids.
+    """
+    if hasattr(dataset_or_ids, "image_info"):
+        infos = dataset_or_ids.image_info
+        ids = [str(info.get("image_id", info["id"])) for info in infos]
+        if labels is None:
+            labels = {i: info.get("diagnosis") for i, info in zip(ids, infos)}
+    else:
+        ids = [str(i) for i in dataset_or_ids]
+    if labels is not None and not isinstance(labels, Mapping):
+        labels = list(labels)
+        if len(labels) != len(ids):
+            raise ValueError(f"validation_split: {len(labels)} labels for {len(ids)} ids; give one label per id")
+        labels = dict(zip(ids, labels))
+    ids = sorted(ids)
+    if labels is not None:
+        labels = [labels.get(i) for i in ids]
+        if all(label is None for label in labels):
+            labels = None
+    seed = default_seed() if seed is None else int(seed)
+    return split_ids(ids, val_fraction=val_fraction, seed=seed, labels=labels)
+
+
+def default_seed() -> int:
+    """The split seed of the lesion configs (``SEED``, 2017)."""
+    from lesion.config import LesionConfig
+
+    return int(LesionConfig.SEED)
 
 
 def split_ids(

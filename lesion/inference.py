@@ -50,6 +50,7 @@ import numpy as np
 
 from mrcnn.atomic import write_bytes_atomic
 from lesion.cli import UsageError, find_last, parse_overrides
+from lesion.datasets import default_seed, validation_split
 from lesion.paths import WORK_DIR, bundled_file
 
 __all__ = [
@@ -109,62 +110,6 @@ _CLASSES_BY_COUNT = {2: "lesion", 4: "diagnosis"}  # NUM_CLASSES (background inc
 # Train / validation split.
 
 
-def validation_split(
-    dataset_or_ids: Any,
-    labels: Sequence[Hashable] | Mapping[str, Hashable] | None = None,
-    seed: int | None = None,
-    val_fraction: float = 0.2,
-) -> tuple[list[str], list[str]]:
-    """The project's train/validation split of ISIC images (the one ``lesion/train.py`` trains on).
-
-    :func:`lesion.datasets.split_ids` over the sorted image ids, stratified by diagnosis when images have one (the
-    images without a diagnosis are a group of their own; no diagnosis at all: not stratified). ``lesion/train.py``
-    splits each ``--dataset`` folder this way on its own. With a data set, call it on an
-    :class:`lesion.datasets.IsicDataset` loaded with the same root, official split and ``classes`` as the training
-    (in diagnosis mode the images without an ISIC 2017 diagnosis are left out before splitting).
-
-    Args:
-        dataset_or_ids: an :class:`IsicDataset` (its ``image_info[i]["image_id"]``, labels from
-            ``image_info[i]["diagnosis"]``), or a sequence of image ids.
-        labels: diagnosis per id (sequence aligned with the ids, or mapping id -> diagnosis); taken from the data
-            set when None. Ids without a label (None) are one group; when no id has one, the split is not
-            stratified.
-        seed: split seed; None for the lesion config's ``SEED`` (2017).
-        val_fraction: fraction of ids in the validation set, in [0, 1).
-
-    Returns:
-        ``(train_ids, val_ids)``: disjoint sorted lists of image ids.
-    """
-    from lesion.datasets import split_ids
-
-    if hasattr(dataset_or_ids, "image_info"):
-        infos = dataset_or_ids.image_info
-        ids = [str(info.get("image_id", info["id"])) for info in infos]
-        if labels is None:
-            labels = {i: info.get("diagnosis") for i, info in zip(ids, infos)}
-    else:
-        ids = [str(i) for i in dataset_or_ids]
-    if labels is not None and not isinstance(labels, Mapping):
-        labels = list(labels)
-        if len(labels) != len(ids):
-            raise ValueError(f"validation_split: {len(labels)} labels for {len(ids)} ids; give one label per id")
-        labels = dict(zip(ids, labels))
-    ids = sorted(ids)
-    if labels is not None:
-        labels = [labels.get(i) for i in ids]
-        if all(label is None for label in labels):
-            labels = None
-    seed = default_seed() if seed is None else int(seed)
-    return split_ids(ids, val_fraction=val_fraction, seed=seed, labels=labels)
-
-
-def default_seed() -> int:
-    """The split seed of the lesion configs (``SEED``, 2017)."""
-    from lesion.config import LesionConfig
-
-    return int(LesionConfig.SEED)
-
-
 def select_ids(dataset_or_ids: Any, subset: str, seed: int | None = None, val_fraction: float = 0.2,
                labels: Sequence[Hashable] | Mapping[str, Hashable] | None = None) -> list[str]:
     """The sorted ids of ``subset``: ``"validation"`` or ``"train"`` of :func:`validation_split`, or ``"all"``."""
@@ -172,7 +117,7 @@ def select_ids(dataset_or_ids: Any, subset: str, seed: int | None = None, val_fr
         if hasattr(dataset_or_ids, "image_info"):
             return sorted(str(info.get("image_id", info["id"])) for info in dataset_or_ids.image_info)
         return sorted(str(i) for i in dataset_or_ids)
-    train_ids, val_ids = validation_split(dataset_or_ids, labels, seed, val_fraction)
+    train_ids, val_ids = validation_split(dataset_or_ids, labels, seed=seed, val_fraction=val_fraction)
     if subset == "validation":
         return val_ids
     if subset == "train":

@@ -23,9 +23,9 @@ Command line (from the repository root)::
 Every run gets a folder ``<logs>/<config name><YYYYmmddTHHMM>/`` with a checkpoint per epoch
 (``mask_rcnn_<name>_<epoch:04d>.h5``), TensorBoard logs, ``val_ids.txt`` (the held-out images, one id a line: ISIC
 ids, or the image file names of a COCO file) and ``run.json`` (the command lines and schedule). The split depends
-only on the image ids, ``--val-fraction`` and ``--seed`` (see :func:`make_split`), folder by folder when
-``--dataset`` names several (stratified by diagnosis, the images without one a group of their own), so adding a
-folder leaves the split of the others as it was; a resumed run keeps the split of its ``val_ids.txt``.
+only on the image ids, ``--val-fraction`` and ``--seed`` (see :func:`lesion.datasets.validation_split`), folder by
+folder when ``--dataset`` names several (stratified by diagnosis, the images without one a group of their own), so
+adding a folder leaves the split of the others as it was; a resumed run keeps the split of its ``val_ids.txt``.
 
 Resuming: each checkpoint has a ``.state.npz`` beside it (:mod:`mrcnn.train_state`: the optimizer's momentum and
 iteration count, the sampling generator), restored when ``--weights last`` continues the same stage, and the image
@@ -80,6 +80,7 @@ from collections import Counter
 from typing import Sequence
 
 from lesion.cli import UsageError, find_last, parse_overrides
+from lesion.datasets import validation_split
 from lesion.paths import WORK_DIR
 from mrcnn import console
 from mrcnn.atomic import OutputDirError, ensure_output_dir, write_bytes_atomic
@@ -179,22 +180,9 @@ def default_schedule(epochs: int, pretrained: bool) -> list[Stage]:
 # Data.
 
 
-def make_split(ids: Sequence[str], labels=None, val_fraction: float = 0.2,
-               seed: int = 2017) -> tuple[list[str], list[str]]:
-    """The train / validation split of a run: ``split_ids(sorted(ids), val_fraction, seed, labels)``.
-
-    Args:
-        ids: image ids (ISIC ids, or COCO image file names).
-        labels: mapping id -> label to stratify by (the diagnosis), or None.
-        val_fraction: fraction held out, in [0, 1).
-        seed: the run's seed (``--seed``, default the config's SEED).
-
-    Returns:
-        (train_ids, val_ids), sorted.
-    """
-    from lesion.datasets import split_ids
-
-    return split_ids(sorted(str(i) for i in ids), val_fraction=val_fraction, seed=seed, labels=labels)
+make_split = validation_split
+"""The train / validation split of a run (:func:`lesion.datasets.validation_split`, the split evaluation takes):
+``make_split(ids, labels, seed=..., val_fraction=...)``; ``labels`` maps id -> diagnosis (or None)."""
 
 
 def _subset(dataset, positions: Sequence[int]):
@@ -506,7 +494,8 @@ def _check_args(args) -> bool:
 def _split(args, run_dir: str, resumed: bool, keys: list[str], groups, seed: int,
            skipped: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """The run's (train_ids, val_ids): the resumed run's ``val_ids.txt`` (less the images ``skipped`` by the data
-    check, which the file keeps), else :func:`make_split` of each group (each ``--dataset`` folder) on its own."""
+    check, which the file keeps), else :func:`lesion.datasets.validation_split` of each group (each ``--dataset``
+    folder) on its own."""
     from lesion.datasets import read_ids
 
     val_file = os.path.join(run_dir, "val_ids.txt")
@@ -524,7 +513,8 @@ def _split(args, run_dir: str, resumed: bool, keys: list[str], groups, seed: int
         recorded = None
         train_ids, val_ids = [], []
         for group_keys, labels in groups:
-            group_train, group_val = make_split(group_keys, labels=labels, val_fraction=args.val_fraction, seed=seed)
+            group_train, group_val = validation_split(group_keys, labels, seed=seed,
+                                                      val_fraction=args.val_fraction)
             train_ids += group_train
             val_ids += group_val
         train_ids, val_ids = sorted(train_ids), sorted(val_ids)

@@ -10,8 +10,9 @@ This module imports only the standard library, so command lines can find checkpo
 Example::
 
     from mrcnn import checkpoints
-    path = checkpoints.find_last("logs", "lesion_light")  # logs/lesion_light20250101T1200/mask_rcnn_lesion_light_0030.h5
-    checkpoints.epoch_from_checkpoint_name(path)            # 30
+    path = checkpoints.find_last("logs", "lesion_light")
+    # logs/lesion_light20250101T1200/mask_rcnn_lesion_light_0030.h5
+    checkpoints.epoch_from_checkpoint_name(path)  # 30
 """
 
 from __future__ import annotations
