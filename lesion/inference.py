@@ -88,6 +88,16 @@ __all__ = [
     "json_safe",
 ]
 
+
+def __getattr__(name: str) -> Any:
+    """``WeightsInfo`` and ``inspect_weights`` of :mod:`mrcnn.weights`, imported on first use (it imports Keras)."""
+    if name in ("WeightsInfo", "inspect_weights"):
+        from mrcnn import weights
+
+        return getattr(weights, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 ROOT = WORK_DIR
 """The repository root (for an installed package: the current folder; see :mod:`lesion.paths`)."""
 
@@ -130,19 +140,6 @@ def select_ids(dataset_or_ids: Any, subset: str, seed: int | None = None, val_fr
 
 
 @dataclasses.dataclass(frozen=True)
-class WeightsInfo:
-    """What a weight file says about the model it fits.
-
-    Attributes:
-        num_classes: NUM_CLASSES (background included), from the ``mrcnn_class_logits`` kernel; None if unknown.
-        backbone: ``"light"``, ``"resnet50"`` or ``"resnet101"`` from the layer names; None if unknown.
-    """
-
-    num_classes: int | None
-    backbone: str | None
-
-
-@dataclasses.dataclass(frozen=True)
 class ModelInfo:
     """The model a command runs.
 
@@ -164,57 +161,6 @@ class ModelInfo:
     def diagnoses(self) -> bool:
         """Whether the results carry a diagnosis (a diagnosis Mask R-CNN, or a lesion one with the classifier)."""
         return self.classes == "diagnosis" or self.classifier is not None
-
-
-def _decode(value: Any) -> str:
-    return value.decode("utf8") if isinstance(value, bytes) else str(value)
-
-
-def _attr_list(obj: Any, name: str) -> list[str]:
-    """A Keras-2 string-list attribute, also when split into ``name0``, ``name1``, ... chunks."""
-    if name in obj.attrs:
-        return [_decode(v) for v in obj.attrs[name]]
-    values: list[str] = []
-    for k in itertools.count():
-        if f"{name}{k}" not in obj.attrs:
-            return values
-        values.extend(_decode(v) for v in obj.attrs[f"{name}{k}"])
-    return values  # Unreachable; keeps type checkers content.
-
-
-def inspect_weights(path: str | os.PathLike) -> WeightsInfo:
-    """Read the class count and backbone of a matterport-layout ``.h5`` file without building a model.
-
-    Args:
-        path: the weight file.
-
-    Returns:
-        A :class:`WeightsInfo`; fields the file does not reveal (or an unreadable file) are None, and the load
-        itself reports the problem.
-    """
-    import h5py
-
-    try:
-        with h5py.File(os.fspath(path), "r") as f:
-            root = f["model_weights"] if "model_weights" in f and "layer_names" not in f.attrs else f
-            names = _attr_list(root, "layer_names")
-            num_classes = None
-            if "mrcnn_class_logits" in root:
-                group = root["mrcnn_class_logits"]
-                for weight_name in _attr_list(group, "weight_names"):
-                    if weight_name.split("/")[-1].startswith("kernel") and weight_name in group:
-                        num_classes = int(group[weight_name].shape[-1])
-    except (OSError, KeyError, ValueError):
-        return WeightsInfo(None, None)
-    if any(n.startswith("light") for n in names):
-        backbone = "light"
-    elif "res4w_branch2a" in names:
-        backbone = "resnet101"
-    elif "res4a_branch2a" in names:
-        backbone = "resnet50"
-    else:
-        backbone = None
-    return WeightsInfo(num_classes, backbone)
 
 
 def _train_hint() -> str:
@@ -292,6 +238,8 @@ def load_model(weights: str | None = None, config_name: str | None = None, class
     for name, value, choices in (("config", config_name, CONFIGS), ("classes", classes, class_choices)):
         if value is not None and value not in choices:
             raise UsageError(f"--{name} must be one of {', '.join(choices)}; got {value!r}")
+    from mrcnn.weights import inspect_weights
+
     path = resolve_weights(weights, config_name or "light", logs_dir, classes or "lesion")
     file_info = inspect_weights(path)
     file_config = None if file_info.backbone is None else ("light" if file_info.backbone == "light" else "full")

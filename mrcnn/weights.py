@@ -56,11 +56,13 @@ __all__ = [
     "CLASS_SPECIFIC_HEADS",
     "DEFAULT_NESTED_GROUPS",
     "LoadReport",
+    "WeightsInfo",
     "WeightsFileError",
     "WeightsMismatchError",
     "WeightsDownloadError",
     "load_weights",
     "save_weights",
+    "inspect_weights",
     "epoch_from_checkpoint_name",
     "get_imagenet_weights",
     "download_trained_weights",
@@ -411,6 +413,53 @@ def _cast(value: np.ndarray, var) -> np.ndarray:
     except TypeError:
         # A dtype NumPy does not know (bfloat16): let the variable convert it on assignment.
         return np.asarray(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsInfo:
+    """What a weight file says about the model it fits (:func:`inspect_weights`).
+
+    Attributes:
+        num_classes: NUM_CLASSES (background included), from the ``mrcnn_class_logits`` kernel; None if unknown.
+        backbone: ``"light"``, ``"resnet50"`` or ``"resnet101"`` from the layer names; None if unknown.
+    """
+
+    num_classes: int | None
+    backbone: str | None
+
+
+def inspect_weights(filepath: str | os.PathLike) -> WeightsInfo:
+    """Read the class count and backbone of a matterport-layout ``.h5`` file without building a model.
+
+    Args:
+        filepath: the weight file.
+
+    Returns:
+        A :class:`WeightsInfo`; fields the file does not reveal (or an unreadable file) are None, and loading it
+        (:func:`load_weights`) reports the problem.
+    """
+    path = os.fspath(filepath)
+    try:
+        with h5py.File(path, "r") as f:
+            root = _weights_root(f, path)
+            names = _read_str_list(root, "layer_names") or []
+            num_classes = None
+            if "mrcnn_class_logits" in root:
+                group = root["mrcnn_class_logits"]
+                for weight_name in _read_str_list(group, "weight_names") or []:
+                    if weight_name.split("/")[-1].startswith("kernel") and weight_name in group:
+                        num_classes = int(group[weight_name].shape[-1])
+    except (OSError, KeyError, ValueError, WeightsFileError):
+        return WeightsInfo(None, None)
+    if any(n.startswith("light") for n in names):
+        backbone = "light"
+    elif "res4w_branch2a" in names:
+        backbone = "resnet101"
+    elif "res4a_branch2a" in names:
+        backbone = "resnet50"
+    else:
+        backbone = None
+    return WeightsInfo(num_classes, backbone)
 
 
 def load_weights(model: keras.Model, filepath: str | os.PathLike, by_name: bool = True,
