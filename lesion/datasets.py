@@ -60,7 +60,7 @@ import numpy as np
 
 from mrcnn.atomic import write_bytes_atomic
 from mrcnn.dataset import (Dataset, DatasetError, ImageReadError, OutsideImageError, clamp_ring, outside_image,
-                           read_image)
+                           read_image, read_image_header)
 
 __all__ = [
     "ATTRIBUTE_CLASSES",
@@ -139,28 +139,9 @@ def resized_size(width: int, height: int, max_side: int | None) -> tuple[int, in
 
 
 def _file_size(path: str, what: str = "image") -> tuple[int, int]:
-    """Displayed ``(width, height)`` of an image file from its header (EXIF orientation applied), without decoding
-    the pixels; ``what`` ("image", "mask") names the file in errors."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not os.path.isfile(path):
-        raise ImageReadError(f"{path}: no such {what} file")
-    try:
-        with Image.open(path) as im:
-            width, height = im.size
-            if im.format == "PNG":
-                # PIL's getexif() decodes a PNG's pixels in case an eXIf chunk follows them; the header's is used.
-                exif = Image.Exif()
-                if "exif" in im.info:
-                    exif.load(im.info["exif"])
-            else:
-                exif = im.getexif()
-            orientation = exif.get(0x0112, 1)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{path}: not a readable {what} ({exc})") from exc
-    if orientation in (5, 6, 7, 8):  # Transposed or rotated by 90 degrees: the displayed image is H x W.
-        width, height = height, width
-    return width, height
+    """Displayed ``(width, height)`` of an image file (:func:`mrcnn.dataset.read_image_header`)."""
+    header = read_image_header(path, what)
+    return header.width, header.height
 
 
 def read_image_resized(path: str, max_side: int | None) -> np.ndarray:
