@@ -369,8 +369,12 @@ def _config_overrides(args) -> dict:
     overrides: dict = {}
     size = args.image_size
     if size is not None:
-        if size < 64 or size % 64:
-            raise UsageError(f"--image-size must be a multiple of 64 (e.g. 256, 320, 512, 1024), got {size}")
+        from mrcnn.config import check_image_size
+
+        try:
+            check_image_size(size, size, "--image-size", "use e.g. 256, 320, 512, 1024")
+        except ValueError as error:
+            raise UsageError(str(error)) from None
         overrides.update(IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size)
         factor = size / _BASE_IMAGE_SIZE[args.config]
         # A lesion covers much of the image whatever its size, so the anchors follow the image size.

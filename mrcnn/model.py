@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from . import checkpoints, console, train_state, utils
 from .atomic import atomic_path
+from .config import check_image_size
 from .data import (MaskRCNNSequence, build_rpn_targets, compose_image_meta, data_generator, load_image_gt,
                    mold_image, parse_image_meta, unmold_image)
 from .layers import set_winograd
@@ -117,10 +118,9 @@ class MaskRCNN:
     # ----------------------------------------------------------------------------------------------------
     def build(self, mode, config) -> MaskRCNNModel:
         """Build the Keras model (the same network for both modes)."""
-        h, w = config.IMAGE_SHAPE[:2]
-        if h / 2 ** 6 != int(h / 2 ** 6) or w / 2 ** 6 != int(w / 2 ** 6):
-            raise ValueError("Image size must be dividable by 2 at least 6 times to avoid fractions when "
-                             "downscaling and upscaling. For example, use 256, 320, 384, 448, 512, ... etc.")
+        # Also checked by the backbone: here first, as matterport, before anything is built.
+        check_image_size(int(config.IMAGE_SHAPE[0]), int(config.IMAGE_SHAPE[1]), "IMAGE_SHAPE",
+                         "set IMAGE_MAX_DIM (or IMAGE_MIN_DIM for 'crop') to e.g. 256, 320, 384, 448, 512, 1024")
         if mode == "training" and not getattr(config, "USE_RPN_ROIS", True):
             raise ValueError("USE_RPN_ROIS = False (training the heads on random ROIs instead of the RPN's "
                              "proposals) is not supported: the heads always train on the RPN's proposals")

@@ -24,6 +24,7 @@ import tensorflow as tf
 from .anchors import get_anchors
 from .backbone import build_backbone
 from .boxes import norm_boxes_tf
+from .config import check_image_size
 from .detection import DetectionLayer
 from .heads import build_box_head, build_mask_head, build_rpn_model
 from .layers import set_winograd
@@ -197,9 +198,7 @@ class MaskRCNNModel(keras.Model):
         h, w = images.shape[1], images.shape[2]
         if h is None or w is None:
             return self.image_shape[:2]
-        if h % 64 or w % 64:
-            raise ValueError(f"Molded images must be a multiple of 64 on both sides (6 pyramid halvings), got "
-                             f"{h}x{w}: check IMAGE_RESIZE_MODE, IMAGE_MIN_DIM and IMAGE_MAX_DIM")
+        check_image_size(int(h), int(w), "Molded images", "check IMAGE_RESIZE_MODE, IMAGE_MIN_DIM and IMAGE_MAX_DIM")
         return int(h), int(w)
 
     def anchors_for(self, size) -> np.ndarray:
