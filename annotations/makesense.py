@@ -66,28 +66,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from annotations import __all__ as _PACKAGE_NAMES
 from mrcnn.atomic import atomic_path
 from mrcnn.dataset import ImageReadError, OutsideImageError, clamp_ring, read_image_header
 
-__all__ = [
-    "MakesenseError",
-    "RectangleExportError",
-    "MissingImageError",
-    "ImageSizeMismatchError",
-    "DegeneratePolygonError",
-    "PolygonOutsideImageError",
-    "MakesenseWarning",
-    "ConversionReport",
-    "IMAGE_EXTENSIONS",
-    "detect_format",
-    "image_size",
-    "clean_ring",
-    "polygon_area",
-    "convert",
-    "convert_with_report",
-    "write_coco",
-    "main",
-]
+# The package's names (annotations.__all__, imported from here on first use), and the command line's.
+__all__ = [*_PACKAGE_NAMES, "IMAGE_EXTENSIONS", "main"]
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 """File extensions (compared case-insensitively) that ``include_unlabelled`` treats as images."""
