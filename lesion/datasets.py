@@ -551,7 +551,31 @@ class _ResizingMixin:
         return height, width
 
 
-class IsicDataset(_ResizingMixin, Dataset):
+class _IsicMixin:
+    """What the ISIC data sets share: image references, and the data check of the mask files that each class
+    names with ``_mask_paths(info)``."""
+
+    def image_reference(self, image_id: int) -> str:
+        """The ISIC id and path of an image."""
+        info = self.image_info[image_id]
+        return f"{info['image_id']} ({info['path']})"
+
+    def check_image(self, image_id: int) -> list[str]:
+        """The image's header was read when it was registered, and each mask's header can be read and gives the
+        image's size (for :func:`mrcnn.dataset.check_dataset`)."""
+        problems = super().check_image(image_id)
+        if problems:
+            return problems  # The image's size is unknown.
+        info = self.image_info[image_id]
+        for mask_path in self._mask_paths(info):
+            try:
+                _check_mask_size(mask_path, info["path"], info["width"], info["height"])
+            except DatasetError as error:
+                problems.append(str(error))
+        return problems
+
+
+class IsicDataset(_IsicMixin, _ResizingMixin, Dataset):
     """ISIC 2016 / 2017 / 2018 (Task 1) lesion segmentation with one instance per image.
 
     Each ``image_info`` entry carries ``id`` and ``image_id`` (e.g. ``"ISIC_0000001"``), ``path``, ``mask_path``
@@ -701,24 +725,9 @@ class IsicDataset(_ResizingMixin, Dataset):
         class_id = 1 if self.classes == "lesion" else info["label"] + 1
         return mask[:, :, None], np.array([class_id], np.int32)
 
-    def image_reference(self, image_id: int) -> str:
-        """The ISIC id and path of an image."""
-        info = self.image_info[image_id]
-        return f"{info['image_id']} ({info['path']})"
-
-    def check_image(self, image_id: int) -> list[str]:
-        """The image's header was read when it was registered, and each mask's header can be read and gives the
-        image's size (for :func:`mrcnn.dataset.check_dataset`)."""
-        problems = super().check_image(image_id)
-        if problems:
-            return problems  # The image's size is unknown.
-        info = self.image_info[image_id]
-        for mask_path in [info["mask_path"]] if info.get("mask_path") else []:
-            try:
-                _check_mask_size(mask_path, info["path"], info["width"], info["height"])
-            except DatasetError as error:
-                problems.append(str(error))
-        return problems
+    def _mask_paths(self, info: dict) -> list[str]:
+        """The mask files of an image (none for an image without ground truth)."""
+        return [info["mask_path"]] if info.get("mask_path") else []
 
 
 _ATTRIBUTE_LAYOUTS: tuple[tuple[str, str, str], ...] = (
@@ -729,7 +738,7 @@ _ATTRIBUTE_LAYOUTS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-class IsicAttributeDataset(_ResizingMixin, Dataset):
+class IsicAttributeDataset(_IsicMixin, _ResizingMixin, Dataset):
     """ISIC 2018 Task 2 dermoscopic attributes as a multi-class instance task.
 
     One class per attribute (:data:`ATTRIBUTE_CLASSES`, class ids 1..5). With ``instance_mode="components"`` (the
@@ -860,24 +869,9 @@ class IsicAttributeDataset(_ResizingMixin, Dataset):
             return np.zeros([height, width, 0], bool), np.zeros([0], np.int32)
         return np.stack(instances, axis=-1), np.array(class_ids, np.int32)
 
-    def image_reference(self, image_id: int) -> str:
-        """The ISIC id and path of an image."""
-        info = self.image_info[image_id]
-        return f"{info['image_id']} ({info['path']})"
-
-    def check_image(self, image_id: int) -> list[str]:
-        """The image's header was read when it was registered, and each mask's header can be read and gives the
-        image's size (for :func:`mrcnn.dataset.check_dataset`)."""
-        problems = super().check_image(image_id)
-        if problems:
-            return problems  # The image's size is unknown.
-        info = self.image_info[image_id]
-        for mask_path in (info.get("attribute_paths") or {}).values():
-            try:
-                _check_mask_size(mask_path, info["path"], info["width"], info["height"])
-            except DatasetError as error:
-                problems.append(str(error))
-        return problems
+    def _mask_paths(self, info: dict) -> list[str]:
+        """The attribute mask files of an image."""
+        return list((info.get("attribute_paths") or {}).values())
 
 
 class CocoDataset(Dataset):
