@@ -66,34 +66,16 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from annotations import __all__ as _PACKAGE_NAMES
 from mrcnn.atomic import atomic_path
-from mrcnn.dataset import OutsideImageError, clamp_ring
+from mrcnn.dataset import ImageReadError, OutsideImageError, clamp_ring, read_image_header
 
-__all__ = [
-    "MakesenseError",
-    "RectangleExportError",
-    "MissingImageError",
-    "ImageSizeMismatchError",
-    "DegeneratePolygonError",
-    "PolygonOutsideImageError",
-    "MakesenseWarning",
-    "ConversionReport",
-    "IMAGE_EXTENSIONS",
-    "detect_format",
-    "image_size",
-    "clean_ring",
-    "polygon_area",
-    "convert",
-    "convert_with_report",
-    "write_coco",
-    "main",
-]
+# The package's names (annotations.__all__, imported from here on first use), and the command line's.
+__all__ = [*_PACKAGE_NAMES, "IMAGE_EXTENSIONS", "main"]
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 """File extensions (compared case-insensitively) that ``include_unlabelled`` treats as images."""
 
-_ORIENTATION_TAG = 0x0112
-_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that rotate by 90 degrees, so width/height swap.
 _MAX_LISTED = 10  # How many file names an error message lists before "and N more".
 _POLYGON_ADVICE = (
     "masks need polygon labels: in makesense.ai draw polygons and use 'Export Annotations' > "
@@ -280,18 +262,12 @@ def _listing(names: Sequence[str]) -> str:
 
 
 def _probe(path: str) -> tuple[int, int, int, int, int]:
-    """``(width, height, stored_width, stored_height, orientation)`` of an image without decoding its pixels."""
-    from PIL import Image, UnidentifiedImageError
-
+    """``(width, height, stored_width, stored_height, orientation)`` of an image (:func:`read_image_header`)."""
     try:
-        with Image.open(path) as im:
-            stored_w, stored_h = im.size
-            orientation = im.getexif().get(_ORIENTATION_TAG, 1)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-        raise MakesenseError(f"{path}: not a readable image ({_one_line(exc)})") from exc
-    if orientation in _TRANSPOSING_ORIENTATIONS:
-        return stored_h, stored_w, stored_w, stored_h, orientation
-    return stored_w, stored_h, stored_w, stored_h, orientation
+        header = read_image_header(path)
+    except ImageReadError as exc:
+        raise MakesenseError(_one_line(exc)) from exc
+    return (header.width, header.height, *header.stored_size, header.orientation)
 
 
 def image_size(path: str) -> tuple[int, int]:

@@ -8,7 +8,8 @@ All classes build on :class:`mrcnn.dataset.Dataset` (matterport's API: ``load_*`
   ``LESION_CLASSES`` (one class) or ``DIAGNOSIS_CLASSES`` (the ISIC 2017 Part 3 diagnosis as the instance class).
 - :class:`IsicAttributeDataset` reads the ISIC 2018 Task 2 dermoscopic attribute masks as a five-class instance task.
 - :class:`CocoDataset` reads any COCO JSON with its image folder (pycocotools).
-- :func:`split_ids` gives a deterministic, optionally stratified, train/validation split of image ids.
+- :func:`split_ids` gives a deterministic, optionally stratified, train/validation split of image ids;
+  :func:`validation_split` is the project's split of a data set (or ids) with it, the one training holds out.
 
 Diagnosis labels, per challenge (index = position in :data:`DIAGNOSIS_CLASSES`, class id = index + 1):
 
@@ -52,14 +53,14 @@ import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
 
 from mrcnn.atomic import write_bytes_atomic
 from mrcnn.dataset import (Dataset, DatasetError, ImageReadError, OutsideImageError, clamp_ring, outside_image,
-                           read_image)
+                           read_image, read_image_header)
 
 __all__ = [
     "ATTRIBUTE_CLASSES",
@@ -76,6 +77,8 @@ __all__ = [
     "read_mask",
     "resized_size",
     "split_ids",
+    "validation_split",
+    "default_seed",
     "read_ids",
 ]
 
@@ -136,28 +139,9 @@ def resized_size(width: int, height: int, max_side: int | None) -> tuple[int, in
 
 
 def _file_size(path: str, what: str = "image") -> tuple[int, int]:
-    """Displayed ``(width, height)`` of an image file from its header (EXIF orientation applied), without decoding
-    the pixels; ``what`` ("image", "mask") names the file in errors."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not os.path.isfile(path):
-        raise ImageReadError(f"{path}: no such {what} file")
-    try:
-        with Image.open(path) as im:
-            width, height = im.size
-            if im.format == "PNG":
-                # PIL's getexif() decodes a PNG's pixels in case an eXIf chunk follows them; the header's is used.
-                exif = Image.Exif()
-                if "exif" in im.info:
-                    exif.load(im.info["exif"])
-            else:
-                exif = im.getexif()
-            orientation = exif.get(0x0112, 1)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{path}: not a readable {what} ({exc})") from exc
-    if orientation in (5, 6, 7, 8):  # Transposed or rotated by 90 degrees: the displayed image is H x W.
-        width, height = height, width
-    return width, height
+    """Displayed ``(width, height)`` of an image file (:func:`mrcnn.dataset.read_image_header`)."""
+    header = read_image_header(path, what)
+    return header.width, header.height
 
 
 def read_image_resized(path: str, max_side: int | None) -> np.ndarray:
@@ -567,7 +551,31 @@ class _ResizingMixin:
         return height, width
 
 
-class IsicDataset(_ResizingMixin, Dataset):
+class _IsicMixin:
+    """What the ISIC data sets share: image references, and the data check of the mask files that each class
+    names with ``_mask_paths(info)``."""
+
+    def image_reference(self, image_id: int) -> str:
+        """The ISIC id and path of an image."""
+        info = self.image_info[image_id]
+        return f"{info['image_id']} ({info['path']})"
+
+    def check_image(self, image_id: int) -> list[str]:
+        """The image's header was read when it was registered, and each mask's header can be read and gives the
+        image's size (for :func:`mrcnn.dataset.check_dataset`)."""
+        problems = super().check_image(image_id)
+        if problems:
+            return problems  # The image's size is unknown.
+        info = self.image_info[image_id]
+        for mask_path in self._mask_paths(info):
+            try:
+                _check_mask_size(mask_path, info["path"], info["width"], info["height"])
+            except DatasetError as error:
+                problems.append(str(error))
+        return problems
+
+
+class IsicDataset(_IsicMixin, _ResizingMixin, Dataset):
     """ISIC 2016 / 2017 / 2018 (Task 1) lesion segmentation with one instance per image.
 
     Each ``image_info`` entry carries ``id`` and ``image_id`` (e.g. ``"ISIC_0000001"``), ``path``, ``mask_path``
@@ -717,24 +725,9 @@ class IsicDataset(_ResizingMixin, Dataset):
         class_id = 1 if self.classes == "lesion" else info["label"] + 1
         return mask[:, :, None], np.array([class_id], np.int32)
 
-    def image_reference(self, image_id: int) -> str:
-        """The ISIC id and path of an image."""
-        info = self.image_info[image_id]
-        return f"{info['image_id']} ({info['path']})"
-
-    def check_image(self, image_id: int) -> list[str]:
-        """The image's header was read when it was registered, and each mask's header can be read and gives the
-        image's size (for :func:`mrcnn.dataset.check_dataset`)."""
-        problems = super().check_image(image_id)
-        if problems:
-            return problems  # The image's size is unknown.
-        info = self.image_info[image_id]
-        for mask_path in [info["mask_path"]] if info.get("mask_path") else []:
-            try:
-                _check_mask_size(mask_path, info["path"], info["width"], info["height"])
-            except DatasetError as error:
-                problems.append(str(error))
-        return problems
+    def _mask_paths(self, info: dict) -> list[str]:
+        """The mask files of an image (none for an image without ground truth)."""
+        return [info["mask_path"]] if info.get("mask_path") else []
 
 
 _ATTRIBUTE_LAYOUTS: tuple[tuple[str, str, str], ...] = (
@@ -745,7 +738,7 @@ _ATTRIBUTE_LAYOUTS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-class IsicAttributeDataset(_ResizingMixin, Dataset):
+class IsicAttributeDataset(_IsicMixin, _ResizingMixin, Dataset):
     """ISIC 2018 Task 2 dermoscopic attributes as a multi-class instance task.
 
     One class per attribute (:data:`ATTRIBUTE_CLASSES`, class ids 1..5). With ``instance_mode="components"`` (the
@@ -876,24 +869,9 @@ class IsicAttributeDataset(_ResizingMixin, Dataset):
             return np.zeros([height, width, 0], bool), np.zeros([0], np.int32)
         return np.stack(instances, axis=-1), np.array(class_ids, np.int32)
 
-    def image_reference(self, image_id: int) -> str:
-        """The ISIC id and path of an image."""
-        info = self.image_info[image_id]
-        return f"{info['image_id']} ({info['path']})"
-
-    def check_image(self, image_id: int) -> list[str]:
-        """The image's header was read when it was registered, and each mask's header can be read and gives the
-        image's size (for :func:`mrcnn.dataset.check_dataset`)."""
-        problems = super().check_image(image_id)
-        if problems:
-            return problems  # The image's size is unknown.
-        info = self.image_info[image_id]
-        for mask_path in (info.get("attribute_paths") or {}).values():
-            try:
-                _check_mask_size(mask_path, info["path"], info["width"], info["height"])
-            except DatasetError as error:
-                problems.append(str(error))
-        return problems
+    def _mask_paths(self, info: dict) -> list[str]:
+        """The attribute mask files of an image."""
+        return list((info.get("attribute_paths") or {}).values())
 
 
 class CocoDataset(Dataset):
@@ -1197,6 +1175,61 @@ def read_ids(path: str) -> list[str]:
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not UTF-8 text ({exc.reason}); expected one image id a line, as "
                            "lesion/train.py writes it") from None
+
+
+def validation_split(
+    dataset_or_ids: Any,
+    labels: Sequence[Hashable] | Mapping[str, Hashable] | None = None,
+    *,
+    seed: int | None = None,
+    val_fraction: float = 0.2,
+) -> tuple[list[str], list[str]]:
+    """The project's train/validation split of ISIC images (the one ``lesion/train.py`` trains on).
+
+    :func:`lesion.datasets.split_ids` over the sorted image ids, stratified by diagnosis when images have one (the
+    images without a diagnosis are a group of their own; no diagnosis at all: not stratified). ``lesion/train.py``
+    splits each ``--dataset`` folder this way on its own. With a data set, call it on an
+    :class:`lesion.datasets.IsicDataset` loaded with the same root, official split and ``classes`` as the training
+    (in diagnosis mode the images without an ISIC 2017 diagnosis are left out before splitting).
+
+    Args:
+        dataset_or_ids: an :class:`IsicDataset` (its ``image_info[i]["image_id"]``, labels from
+            ``image_info[i]["diagnosis"]``), or a sequence of image ids.
+        labels: diagnosis per id (sequence aligned with the ids, or mapping id -> diagnosis); taken from the data
+            set when None. Ids without a label (None) are one group; when no id has one, the split is not
+            stratified.
+        seed: split seed; None for the lesion config's ``SEED`` (2017).
+        val_fraction: fraction of ids in the validation set, in [0, 1).
+
+    Returns:
+        ``(train_ids, val_ids)``: disjoint sorted lists of image ids.
+    """
+    if hasattr(dataset_or_ids, "image_info"):
+        infos = dataset_or_ids.image_info
+        ids = [str(info.get("image_id", info["id"])) for info in infos]
+        if labels is None:
+            labels = {i: info.get("diagnosis") for i, info in zip(ids, infos)}
+    else:
+        ids = [str(i) for i in dataset_or_ids]
+    if labels is not None and not isinstance(labels, Mapping):
+        labels = list(labels)
+        if len(labels) != len(ids):
+            raise ValueError(f"validation_split: {len(labels)} labels for {len(ids)} ids; give one label per id")
+        labels = dict(zip(ids, labels))
+    ids = sorted(ids)
+    if labels is not None:
+        labels = [labels.get(i) for i in ids]
+        if all(label is None for label in labels):
+            labels = None
+    seed = default_seed() if seed is None else int(seed)
+    return split_ids(ids, val_fraction=val_fraction, seed=seed, labels=labels)
+
+
+def default_seed() -> int:
+    """The split seed of the lesion configs (``SEED``, 2017)."""
+    from lesion.config import LesionConfig
+
+    return int(LesionConfig.SEED)
 
 
 def split_ids(

@@ -2,7 +2,7 @@
 inference, the lesion-mask rule, COCO encoding, atomic output files, and the train/validation split.
 
 Model loading. ``--weights`` is a ``.h5`` file (matterport's layout, :mod:`mrcnn.weights`), ``last`` (the newest
-checkpoint under ``logs/``, :meth:`mrcnn.model.MaskRCNN.find_last`), or by default the bundled light lesion model
+checkpoint under ``logs/``, :func:`lesion.cli.find_last`), or by default the bundled light lesion model
 :data:`DEFAULT_WEIGHTS`. The number of classes and the backbone are read from the file, so ``--classes`` and
 ``--config`` only need to be given to check them; any other config attribute is set with ``--set KEY=VALUE``.
 The weights are loaded strictly (every weighted layer of the model must be in the file and the other way round),
@@ -34,17 +34,14 @@ Example::
 
 from __future__ import annotations
 
-import ast
 import collections
 import csv
 import dataclasses
-import difflib
 import io
 import itertools
 import json
 import math
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -52,6 +49,8 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequenc
 import numpy as np
 
 from mrcnn.atomic import write_bytes_atomic
+from lesion.cli import UsageError, find_last, parse_overrides
+from lesion.datasets import default_seed, validation_split
 from lesion.paths import WORK_DIR, bundled_file
 
 __all__ = [
@@ -89,6 +88,16 @@ __all__ = [
     "json_safe",
 ]
 
+
+def __getattr__(name: str) -> Any:
+    """``WeightsInfo`` and ``inspect_weights`` of :mod:`mrcnn.weights`, imported on first use (it imports Keras)."""
+    if name in ("WeightsInfo", "inspect_weights"):
+        from mrcnn import weights
+
+        return getattr(weights, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 ROOT = WORK_DIR
 """The repository root (for an installed package: the current folder; see :mod:`lesion.paths`)."""
 
@@ -107,68 +116,8 @@ MASK_RULES = ("top", "union")
 _CLASSES_BY_COUNT = {2: "lesion", 4: "diagnosis"}  # NUM_CLASSES (background included) -> --classes.
 
 
-class UsageError(Exception):
-    """A command-line problem the user can fix (missing weights, bad option): printed, exit status 2."""
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Train / validation split.
-
-
-def validation_split(
-    dataset_or_ids: Any,
-    labels: Sequence[Hashable] | Mapping[str, Hashable] | None = None,
-    seed: int | None = None,
-    val_fraction: float = 0.2,
-) -> tuple[list[str], list[str]]:
-    """The project's train/validation split of ISIC images (the one ``lesion/train.py`` trains on).
-
-    :func:`lesion.datasets.split_ids` over the sorted image ids, stratified by diagnosis when images have one (the
-    images without a diagnosis are a group of their own; no diagnosis at all: not stratified). ``lesion/train.py``
-    splits each ``--dataset`` folder this way on its own. With a data set, call it on an
-    :class:`lesion.datasets.IsicDataset` loaded with the same root, official split and ``classes`` as the training
-    (in diagnosis mode the images without an ISIC 2017 diagnosis are left out before splitting).
-
-    Args:
-        dataset_or_ids: an :class:`IsicDataset` (its ``image_info[i]["image_id"]``, labels from
-            ``image_info[i]["diagnosis"]``), or a sequence of image ids.
-        labels: diagnosis per id (sequence aligned with the ids, or mapping id -> diagnosis); taken from the data
-            set when None. Ids without a label (None) are one group; when no id has one, the split is not
-            stratified.
-        seed: split seed; None for the lesion config's ``SEED`` (2017).
-        val_fraction: fraction of ids in the validation set, in [0, 1).
-
-    Returns:
-        ``(train_ids, val_ids)``: disjoint sorted lists of image ids.
-    """
-    from lesion.datasets import split_ids
-
-    if hasattr(dataset_or_ids, "image_info"):
-        infos = dataset_or_ids.image_info
-        ids = [str(info.get("image_id", info["id"])) for info in infos]
-        if labels is None:
-            labels = {i: info.get("diagnosis") for i, info in zip(ids, infos)}
-    else:
-        ids = [str(i) for i in dataset_or_ids]
-    if labels is not None and not isinstance(labels, Mapping):
-        labels = list(labels)
-        if len(labels) != len(ids):
-            raise ValueError(f"validation_split: {len(labels)} labels for {len(ids)} ids; give one label per id")
-        labels = dict(zip(ids, labels))
-    ids = sorted(ids)
-    if labels is not None:
-        labels = [labels.get(i) for i in ids]
-        if all(label is None for label in labels):
-            labels = None
-    seed = default_seed() if seed is None else int(seed)
-    return split_ids(ids, val_fraction=val_fraction, seed=seed, labels=labels)
-
-
-def default_seed() -> int:
-    """The split seed of the lesion configs (``SEED``, 2017)."""
-    from lesion.config import LesionConfig
-
-    return int(LesionConfig.SEED)
 
 
 def select_ids(dataset_or_ids: Any, subset: str, seed: int | None = None, val_fraction: float = 0.2,
@@ -178,7 +127,7 @@ def select_ids(dataset_or_ids: Any, subset: str, seed: int | None = None, val_fr
         if hasattr(dataset_or_ids, "image_info"):
             return sorted(str(info.get("image_id", info["id"])) for info in dataset_or_ids.image_info)
         return sorted(str(i) for i in dataset_or_ids)
-    train_ids, val_ids = validation_split(dataset_or_ids, labels, seed, val_fraction)
+    train_ids, val_ids = validation_split(dataset_or_ids, labels, seed=seed, val_fraction=val_fraction)
     if subset == "validation":
         return val_ids
     if subset == "train":
@@ -188,19 +137,6 @@ def select_ids(dataset_or_ids: Any, subset: str, seed: int | None = None, val_fr
 
 # ----------------------------------------------------------------------------------------------------------------
 # Model loading.
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightsInfo:
-    """What a weight file says about the model it fits.
-
-    Attributes:
-        num_classes: NUM_CLASSES (background included), from the ``mrcnn_class_logits`` kernel; None if unknown.
-        backbone: ``"light"``, ``"resnet50"`` or ``"resnet101"`` from the layer names; None if unknown.
-    """
-
-    num_classes: int | None
-    backbone: str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,84 +161,6 @@ class ModelInfo:
     def diagnoses(self) -> bool:
         """Whether the results carry a diagnosis (a diagnosis Mask R-CNN, or a lesion one with the classifier)."""
         return self.classes == "diagnosis" or self.classifier is not None
-
-
-def _decode(value: Any) -> str:
-    return value.decode("utf8") if isinstance(value, bytes) else str(value)
-
-
-def _attr_list(obj: Any, name: str) -> list[str]:
-    """A Keras-2 string-list attribute, also when split into ``name0``, ``name1``, ... chunks."""
-    if name in obj.attrs:
-        return [_decode(v) for v in obj.attrs[name]]
-    values: list[str] = []
-    for k in itertools.count():
-        if f"{name}{k}" not in obj.attrs:
-            return values
-        values.extend(_decode(v) for v in obj.attrs[f"{name}{k}"])
-    return values  # Unreachable; keeps type checkers content.
-
-
-def inspect_weights(path: str | os.PathLike) -> WeightsInfo:
-    """Read the class count and backbone of a matterport-layout ``.h5`` file without building a model.
-
-    Args:
-        path: the weight file.
-
-    Returns:
-        A :class:`WeightsInfo`; fields the file does not reveal (or an unreadable file) are None, and the load
-        itself reports the problem.
-    """
-    import h5py
-
-    try:
-        with h5py.File(os.fspath(path), "r") as f:
-            root = f["model_weights"] if "model_weights" in f and "layer_names" not in f.attrs else f
-            names = _attr_list(root, "layer_names")
-            num_classes = None
-            if "mrcnn_class_logits" in root:
-                group = root["mrcnn_class_logits"]
-                for weight_name in _attr_list(group, "weight_names"):
-                    if weight_name.split("/")[-1].startswith("kernel") and weight_name in group:
-                        num_classes = int(group[weight_name].shape[-1])
-    except (OSError, KeyError, ValueError):
-        return WeightsInfo(None, None)
-    if any(n.startswith("light") for n in names):
-        backbone = "light"
-    elif "res4w_branch2a" in names:
-        backbone = "resnet101"
-    elif "res4a_branch2a" in names:
-        backbone = "resnet50"
-    else:
-        backbone = None
-    return WeightsInfo(num_classes, backbone)
-
-
-def parse_overrides(pairs: Iterable[str] | None) -> dict[str, Any]:
-    """``["KEY=VALUE", ...]`` -> config overrides; values are Python literals (``128``, ``(8, 16)``, ``True``)
-    or else plain strings.
-
-    Raises:
-        UsageError: an item without ``=``, or a key that is not a config attribute.
-    """
-    from mrcnn.config import Config
-
-    known = sorted(k for k in dir(Config) if k.isupper())
-    overrides: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, text = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"--set {pair!r}: write KEY=VALUE, e.g. --set IMAGE_MAX_DIM=512")
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else "; see mrcnn/config.py for the attributes"
-            raise UsageError(f"--set {pair!r}: {key} is not a config attribute{hint}")
-        try:
-            overrides[key] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            overrides[key] = text.strip()
-    return overrides
 
 
 def _train_hint() -> str:
@@ -333,38 +191,13 @@ def resolve_weights(spec: str | None, config_name: str = "light", logs_dir: str 
         from lesion.config import make_config
 
         config = make_config(light=config_name == "light", classes=classes)
-        try:
-            return _find_last(config, logs_dir)
-        except FileNotFoundError as exc:
-            raise UsageError(f"--weights last: no checkpoint of {config.NAME!r} under {logs_dir} ({exc}). "
-                             + _train_hint()) from exc
+        return find_last(logs_dir, config.NAME, _train_hint())
     if os.path.isdir(spec):
         raise UsageError(f"--weights {spec} is a folder: give a .h5 file in it (a run folder's checkpoints are "
                          "mask_rcnn_<name>_<epoch>.h5), or --weights last")
     if not os.path.isfile(spec):
         raise UsageError(f"--weights {spec}: no such file. " + _train_hint())
     return spec
-
-
-def _find_last(config: Any, logs_dir: str | os.PathLike) -> str:
-    """:meth:`MaskRCNN.find_last` without building the network (the method reads only the config and folder)."""
-    from mrcnn.model import MaskRCNN
-
-    holder = MaskRCNN.__new__(MaskRCNN)
-    holder.config = config
-    holder.model_dir = os.fspath(logs_dir)
-    path = holder.find_last()
-    name = (config.NAME or "model").lower()
-    run = re.compile(re.escape(name) + r"\d{8}T\d{4}")
-    if run.fullmatch(os.path.basename(os.path.dirname(path))):
-        return path
-    # find_last matches run folders by prefix, so "lesion" also finds "lesion_light..." runs: keep this NAME's own.
-    for folder in sorted((d for d in os.listdir(logs_dir) if run.fullmatch(d)), reverse=True):
-        checkpoints = sorted(f for f in os.listdir(os.path.join(logs_dir, folder))
-                             if f.startswith("mask_rcnn") and f.endswith(".h5"))
-        if checkpoints:
-            return os.path.join(os.fspath(logs_dir), folder, checkpoints[-1])
-    raise FileNotFoundError(f"no run folder {name}<YYYYmmddTHHMM> with a checkpoint in {os.fspath(logs_dir)}")
 
 
 def _check_choice(name: str, given: str | None, from_file: str | None, path: str) -> str | None:
@@ -405,6 +238,8 @@ def load_model(weights: str | None = None, config_name: str | None = None, class
     for name, value, choices in (("config", config_name, CONFIGS), ("classes", classes, class_choices)):
         if value is not None and value not in choices:
             raise UsageError(f"--{name} must be one of {', '.join(choices)}; got {value!r}")
+    from mrcnn.weights import inspect_weights
+
     path = resolve_weights(weights, config_name or "light", logs_dir, classes or "lesion")
     file_info = inspect_weights(path)
     file_config = None if file_info.backbone is None else ("light" if file_info.backbone == "light" else "full")

@@ -43,6 +43,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from mrcnn.atomic import atomic_path
+from mrcnn.utils import compute_overlaps
 
 __all__ = [
     "CLASS_NAMES",
@@ -180,7 +181,7 @@ def mask_to_box(mask: np.ndarray) -> np.ndarray | None:
 
 
 def box_iou(box_a: Sequence[float] | np.ndarray, box_b: Sequence[float] | np.ndarray) -> float:
-    """Intersection over union of two boxes.
+    """Intersection over union of two boxes (:func:`mrcnn.utils.compute_overlaps` of the two).
 
     Args:
         box_a: [4] ``(y1, x1, y2, x2)`` in pixels, ``y2``/``x2`` exclusive.
@@ -193,13 +194,7 @@ def box_iou(box_a: Sequence[float] | np.ndarray, box_b: Sequence[float] | np.nda
     b = np.asarray(box_b, dtype=np.float64)
     if a.shape != (4,) or b.shape != (4,):
         raise ValueError(f"boxes must have shape (4,) as (y1, x1, y2, x2); got {a.shape} and {b.shape}")
-    inter_h = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    inter_w = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = inter_h * inter_w
-    area_a = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1])
-    area_b = max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
-    union = area_a + area_b - inter
-    return float(inter / union) if union > 0 else 0.0
+    return float(compute_overlaps(a[None], b[None])[0, 0])
 
 
 def mask_box_iou(pred: np.ndarray, gt: np.ndarray) -> float:

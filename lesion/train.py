@@ -23,9 +23,9 @@ Command line (from the repository root)::
 Every run gets a folder ``<logs>/<config name><YYYYmmddTHHMM>/`` with a checkpoint per epoch
 (``mask_rcnn_<name>_<epoch:04d>.h5``), TensorBoard logs, ``val_ids.txt`` (the held-out images, one id a line: ISIC
 ids, or the image file names of a COCO file) and ``run.json`` (the command lines and schedule). The split depends
-only on the image ids, ``--val-fraction`` and ``--seed`` (see :func:`make_split`), folder by folder when
-``--dataset`` names several (stratified by diagnosis, the images without one a group of their own), so adding a
-folder leaves the split of the others as it was; a resumed run keeps the split of its ``val_ids.txt``.
+only on the image ids, ``--val-fraction`` and ``--seed`` (see :func:`lesion.datasets.validation_split`), folder by
+folder when ``--dataset`` names several (stratified by diagnosis, the images without one a group of their own), so
+adding a folder leaves the split of the others as it was; a resumed run keeps the split of its ``val_ids.txt``.
 
 Resuming: each checkpoint has a ``.state.npz`` beside it (:mod:`mrcnn.train_state`: the optimizer's momentum and
 iteration count, the sampling generator), restored when ``--weights last`` continues the same stage, and the image
@@ -69,7 +69,6 @@ Python::
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import copy
 import dataclasses
@@ -82,6 +81,8 @@ import sys
 from collections import Counter
 from typing import Sequence
 
+from lesion.cli import UsageError, find_last, parse_overrides
+from lesion.datasets import validation_split
 from lesion.paths import WORK_DIR
 from mrcnn import console
 from mrcnn.atomic import OutputDirError, ensure_output_dir, write_bytes_atomic
@@ -99,10 +100,6 @@ LAYER_CHOICES = ("heads", "3+", "4+", "5+", "all")
 
 # The image size each config was tuned for; anchors scale with --image-size relative to it.
 _BASE_IMAGE_SIZE = {"light": 320, "full": 1024}
-
-
-class UsageError(Exception):
-    """A problem with the command line or the inputs, reported as one line and exit status 2."""
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -185,22 +182,9 @@ def default_schedule(epochs: int, pretrained: bool) -> list[Stage]:
 # Data.
 
 
-def make_split(ids: Sequence[str], labels=None, val_fraction: float = 0.2,
-               seed: int = 2017) -> tuple[list[str], list[str]]:
-    """The train / validation split of a run: ``split_ids(sorted(ids), val_fraction, seed, labels)``.
-
-    Args:
-        ids: image ids (ISIC ids, or COCO image file names).
-        labels: mapping id -> label to stratify by (the diagnosis), or None.
-        val_fraction: fraction held out, in [0, 1).
-        seed: the run's seed (``--seed``, default the config's SEED).
-
-    Returns:
-        (train_ids, val_ids), sorted.
-    """
-    from lesion.datasets import split_ids
-
-    return split_ids(sorted(str(i) for i in ids), val_fraction=val_fraction, seed=seed, labels=labels)
+make_split = validation_split
+"""The train / validation split of a run (:func:`lesion.datasets.validation_split`, the split evaluation takes):
+``make_split(ids, labels, seed=..., val_fraction=...)``; ``labels`` maps id -> diagnosis (or None)."""
 
 
 def _subset(dataset, positions: Sequence[int]):
@@ -384,24 +368,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse_overrides(items: Sequence[str]) -> dict:
-    from mrcnn.config import Config
-
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
-        if not key.isupper() or not hasattr(Config, key):
-            raise UsageError(f"--set {key}: not a config attribute (upper-case names of mrcnn.config.Config)")
-        try:
-            overrides[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            overrides[key] = value  # A bare word, e.g. --set BACKBONE=resnet50.
-    return overrides
-
-
 def _config_overrides(args) -> dict:
     """Config attributes set by the command line (the number of classes comes from the data)."""
     from lesion.config import LesionConfig, LightLesionConfig
@@ -410,8 +376,12 @@ def _config_overrides(args) -> dict:
     overrides: dict = {}
     size = args.image_size
     if size is not None:
-        if size < 64 or size % 64:
-            raise UsageError(f"--image-size must be a multiple of 64 (e.g. 256, 320, 512, 1024), got {size}")
+        from mrcnn.config import check_image_size
+
+        try:
+            check_image_size(size, size, "--image-size", "use e.g. 256, 320, 512, 1024")
+        except ValueError as error:
+            raise UsageError(str(error)) from None
         overrides.update(IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size)
         factor = size / _BASE_IMAGE_SIZE[args.config]
         # A lesion covers much of the image whatever its size, so the anchors follow the image size.
@@ -429,25 +399,8 @@ def _config_overrides(args) -> dict:
         overrides["LEARNING_RATE"] = args.lr
     if args.seed is not None:
         overrides["SEED"] = args.seed
-    overrides.update(_parse_overrides(args.overrides))
+    overrides.update(parse_overrides(args.overrides))
     return overrides
-
-
-def _find_last(model_dir: str, name: str) -> str:
-    """The newest checkpoint of the newest run folder named exactly ``<name><YYYYmmddTHHMM>``.
-
-    (``MaskRCNN.find_last`` matches folder names by prefix, so ``lesion`` would also take ``lesion_light`` runs.)
-    """
-    pattern = re.compile(re.escape(name) + r"\d{8}T\d{4}")
-    runs = sorted(d for d in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
-                  if pattern.fullmatch(d) and os.path.isdir(os.path.join(model_dir, d)))
-    for run in reversed(runs):
-        checkpoints = sorted(f for f in os.listdir(os.path.join(model_dir, run))
-                             if re.fullmatch(r"mask_rcnn_" + re.escape(name) + r"_\d{4}\.h5", f))
-        if checkpoints:
-            return os.path.join(model_dir, run, checkpoints[-1])
-    raise UsageError(f"--weights last: no checkpoint of a {name!r} run under {model_dir}/ (train one first, "
-                     f"with --weights none or coco)")
 
 
 def _coco_missing_message(path: str) -> str:
@@ -492,7 +445,7 @@ def _load_weights(args, model, config) -> bool | None:
         model.load_weights(path, by_name=True)
         return True
     if args.weights == "last":
-        path = _find_last(args.logs, config.NAME.lower())
+        path = find_last(args.logs, config.NAME, "Train one first, with --weights none or coco.")
         print(f"Weights: {path} (resuming)")
         model.load_weights(path, by_name=True)
         return None
@@ -552,7 +505,8 @@ def _check_args(args) -> bool:
 def _split(args, run_dir: str, resumed: bool, keys: list[str], groups, seed: int,
            skipped: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """The run's (train_ids, val_ids): the resumed run's ``val_ids.txt`` (less the images ``skipped`` by the data
-    check, which the file keeps), else :func:`make_split` of each group (each ``--dataset`` folder) on its own."""
+    check, which the file keeps), else :func:`lesion.datasets.validation_split` of each group (each ``--dataset``
+    folder) on its own."""
     from lesion.datasets import read_ids
 
     val_file = os.path.join(run_dir, "val_ids.txt")
@@ -570,7 +524,8 @@ def _split(args, run_dir: str, resumed: bool, keys: list[str], groups, seed: int
         recorded = None
         train_ids, val_ids = [], []
         for group_keys, labels in groups:
-            group_train, group_val = make_split(group_keys, labels=labels, val_fraction=args.val_fraction, seed=seed)
+            group_train, group_val = validation_split(group_keys, labels, seed=seed,
+                                                      val_fraction=args.val_fraction)
             train_ids += group_train
             val_ids += group_val
         train_ids, val_ids = sorted(train_ids), sorted(val_ids)

@@ -38,7 +38,7 @@ def labelled_images(roots: Sequence[str], val_ids: set[str] | None, seed: int = 
                     val_fraction: float = 0.2) -> tuple[list[dict], list[dict]]:
     """(train, validation) image records with a diagnosis: dicts with ``image_id``, ``path``, ``mask_path``,
     ``label`` (index into CLASSES) and ``root``."""
-    from lesion.datasets import IsicDataset, split_ids
+    from lesion.datasets import IsicDataset, validation_split
 
     train, val = [], []
     for root in roots:
@@ -47,8 +47,8 @@ def labelled_images(roots: Sequence[str], val_ids: set[str] | None, seed: int = 
         infos = dataset.image_info
         if val_ids is None:
             keys = [i["image_id"] for i in infos]
-            _, held = split_ids(keys, val_fraction=val_fraction, seed=seed,
-                                labels={i["image_id"]: i.get("diagnosis") for i in infos})
+            _, held = validation_split(keys, {i["image_id"]: i.get("diagnosis") for i in infos}, seed=seed,
+                                       val_fraction=val_fraction)
             held_out = set(held)
         else:
             held_out = val_ids

@@ -34,7 +34,7 @@ _NAMES = {
     "save_weights": "mrcnn.weights",
     "download_trained_weights": "mrcnn.weights",
 }
-_SUBMODULES = ("model", "config", "utils", "visualize", "dataset", "weights", "console")
+_SUBMODULES = ("model", "config", "utils", "visualize", "dataset", "weights", "checkpoints", "console")
 
 __all__ = sorted(_NAMES) + list(_SUBMODULES) + ["__version__"]
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from .boxes import norm_boxes
 
-__all__ = ["generate_anchors", "generate_pyramid_anchors", "compute_backbone_shapes", "get_anchors", "octave_scales"]
+__all__ = ["generate_anchors", "generate_pyramid_anchors", "compute_backbone_shapes", "get_anchors", "octave_scales",
+           "anchor_settings", "anchors_for_size"]
 
 
 def generate_anchors(scales, ratios: Sequence[float], shape: Sequence[int], feature_stride: int,
@@ -91,3 +92,29 @@ def get_anchors(image_shape: Sequence[int], scales, ratios, strides, anchor_stri
                              f"BACKBONE_STRIDES, got {shapes.tolist()}")
     anchors = generate_pyramid_anchors(scales, ratios, shapes, strides, anchor_stride)
     return norm_boxes(anchors, image_shape[:2])
+
+
+def anchor_settings(config) -> dict:
+    """The anchor arguments of a :class:`mrcnn.config.Config` (the one place they are read from a config): the
+    keyword arguments of :func:`anchors_for_size`, also :class:`mrcnn.network.MaskRCNNModel`'s."""
+    return dict(
+        backbone_strides=[int(s) for s in config.BACKBONE_STRIDES],
+        anchor_scales=[float(s) for s in config.RPN_ANCHOR_SCALES],
+        anchor_ratios=[float(r) for r in config.RPN_ANCHOR_RATIOS],
+        anchor_stride=int(config.RPN_ANCHOR_STRIDE),
+        anchor_scales_per_octave=int(getattr(config, "RPN_ANCHOR_SCALES_PER_OCTAVE", 1)),
+        # matterport's COMPUTE_BACKBONE_SHAPE(image_shape) -> [levels, (h, w)], used with a callable backbone.
+        compute_backbone_shape=(config.COMPUTE_BACKBONE_SHAPE if callable(config.BACKBONE) else None),
+    )
+
+
+def anchors_for_size(size: Sequence[int], channels: int, backbone_strides, anchor_scales, anchor_ratios,
+                     anchor_stride: int, anchor_scales_per_octave: int = 1, compute_backbone_shape=None) -> np.ndarray:
+    """Normalised float32 anchors [A, (y1, x1, y2, x2)] of a molded input of ``size`` (H, W) with ``channels``,
+    from the arguments of :func:`anchor_settings` (the model's and the training data's anchors alike)."""
+    size = (int(size[0]), int(size[1]))
+    shapes = None
+    if compute_backbone_shape is not None:
+        shapes = compute_backbone_shape(np.array(size + (int(channels),)))
+    return get_anchors(size, anchor_scales, anchor_ratios, backbone_strides, anchor_stride, anchor_scales_per_octave,
+                       backbone_shapes=shapes).astype(np.float32)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from .config import check_image_size
 from .layers import BatchNorm, Conv2D, conv_bn
 
 __all__ = ["build_backbone", "resnet_graph", "light_graph", "fpn_graph", "BACKBONES"]
@@ -167,11 +168,7 @@ def build_backbone(image_shape, backbone="resnet101", pyramid_size: int = 256, t
         pyramid_size: FPN channels (TOP_DOWN_PYRAMID_SIZE).
         train_bn: see :class:`mrcnn.layers.BatchNorm`.
     """
-    h, w = int(image_shape[0]), int(image_shape[1])
-    if h % 64 or w % 64:
-        raise ValueError(
-            f"Image size must be divisible by 64 on both sides (6 pyramid halvings), got {h}x{w}. "
-            "Use e.g. 256, 320, 384, 448, 512, 576, 640, 704, 768, 832, 896, 960, 1024.")
+    check_image_size(int(image_shape[0]), int(image_shape[1]))
     # Height and width open: inference runs at the molded size of each image ("pad64" and "none" modes).
     inputs = keras.Input(shape=(None, None, int(image_shape[2])), name="input_image")
     if callable(backbone):

@@ -14,6 +14,26 @@ from __future__ import annotations
 
 import numpy as np
 
+SIZE_DIVISOR = 64
+"""Molded images are a multiple of this on both sides: the feature pyramid halves them six times (P6, stride 64),
+and the top-down path upsamples them back, so any other size would leave fractions."""
+
+
+def check_image_size(height: int, width: int, what: str = "Image size", hint: str = "") -> None:
+    """Refuse an input size the feature pyramid cannot take (the one check of :data:`SIZE_DIVISOR`).
+
+    Args:
+        height, width: the size in pixels.
+        what: names the size in the message (``"Image size"``, ``"--image-size"``, ...).
+        hint: what to change instead, appended to the message.
+
+    Raises:
+        ValueError: a side that is not a positive multiple of 64.
+    """
+    if height < SIZE_DIVISOR or width < SIZE_DIVISOR or height % SIZE_DIVISOR or width % SIZE_DIVISOR:
+        raise ValueError(f"{what} must be a multiple of {SIZE_DIVISOR} on both sides (6 pyramid halvings), got "
+                         f"{height}x{width}: {hint or 'use e.g. 256, 320, 384, 448, 512, 640, 768, 1024'}")
+
 
 class Config:
     """Base configuration. Attribute names and defaults follow matterport/Mask_RCNN."""

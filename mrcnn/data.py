@@ -361,7 +361,7 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
         zero-padded), gt_class_ids int32 [B, MAX_GT_INSTANCES], gt_boxes int32 [B, MAX_GT_INSTANCES, 4] pixels,
         gt_masks bool [B, h, w, MAX_GT_INSTANCES]]; outputs = [].
     """
-    from .anchors import get_anchors
+    from .anchors import anchor_settings, anchors_for_size
 
     if random_rois or detection_targets:
         raise NotImplementedError(
@@ -371,13 +371,8 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
     if not len(image_ids):
         raise ValueError("The dataset has no images (did you call dataset.prepare()?)")
     no_augmentation_sources = set(no_augmentation_sources or [])
-    backbone_shapes = None
-    if callable(config.BACKBONE) and config.COMPUTE_BACKBONE_SHAPE is not None:
-        backbone_shapes = config.COMPUTE_BACKBONE_SHAPE(config.IMAGE_SHAPE)
     shape = [int(v) for v in config.IMAGE_SHAPE]
-    anchors = get_anchors(shape, config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
-                          config.RPN_ANCHOR_STRIDE, int(getattr(config, "RPN_ANCHOR_SCALES_PER_OCTAVE", 1)),
-                          backbone_shapes=backbone_shapes).astype(np.float32)
+    anchors = anchors_for_size(shape[:2], shape[2], **anchor_settings(config))  # The model's anchors.
     max_gt = int(config.MAX_GT_INSTANCES)
     mh, mw = config.MINI_MASK_SHAPE if config.USE_MINI_MASK else shape[:2]
     index, skipped = -1, 0

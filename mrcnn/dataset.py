@@ -21,8 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["DataCheck", "DataCheckError", "Dataset", "DatasetError", "ImageReadError", "OutsideImageError",
-           "check_dataset", "clamp_ring", "outside_image", "read_image"]
+__all__ = ["DataCheck", "DataCheckError", "Dataset", "DatasetError", "EXIF_ORIENTATION", "ImageHeader", "ImageReadError",
+           "OutsideImageError", "check_dataset", "clamp_ring", "outside_image", "read_image", "read_image_header"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,67 @@ def clamp_ring(ring: Sequence[float], width: float, height: float) -> tuple[list
         moved += (cx, cy) != (x, y)
         clamped += [cx, cy]
     return clamped, moved
+
+
+EXIF_ORIENTATION = 0x0112
+"""The EXIF tag of the orientation (1 upright; 5 to 8 transpose or rotate by 90 degrees, so width and height swap)."""
+
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageHeader:
+    """The size of an image file as displayed (EXIF orientation applied, as :func:`read_image` loads it).
+
+    Attributes:
+        width, height: displayed size in pixels.
+        orientation: the EXIF orientation (1 when there is none).
+    """
+
+    width: int
+    height: int
+    orientation: int
+
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the pixels as stored, before the orientation is applied."""
+        if self.orientation in _TRANSPOSING_ORIENTATIONS:
+            return self.height, self.width
+        return self.width, self.height
+
+
+def read_image_header(path: str, what: str = "image") -> ImageHeader:
+    """The displayed size and EXIF orientation of an image file, read from its header without decoding pixels.
+
+    PIL's ``getexif()`` decodes a PNG's pixels in case an eXIf chunk follows them; for a PNG the orientation of an
+    eXIf chunk before the pixel data is used.
+
+    Args:
+        path: the image file.
+        what: names the file in errors ("image", "mask").
+
+    Raises:
+        ImageReadError: the file is missing or not a readable image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.isfile(path):
+        raise ImageReadError(f"{path}: no such {what} file")
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            if im.format == "PNG":
+                exif = Image.Exif()
+                if "exif" in im.info:
+                    exif.load(im.info["exif"])
+            else:
+                exif = im.getexif()
+            orientation = int(exif.get(EXIF_ORIENTATION, 1))
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"{path}: not a readable {what} ({exc})") from exc
+    if orientation in _TRANSPOSING_ORIENTATIONS:  # The displayed image is H x W.
+        width, height = height, width
+    return ImageHeader(width, height, orientation)
 
 
 def read_image(path: str) -> np.ndarray:

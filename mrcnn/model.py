@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import datetime
 import functools
 import logging
 import os
@@ -17,8 +16,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import console, distribute, train_state, utils
+from . import checkpoints, console, distribute, train_state, utils
 from .atomic import atomic_path
+from .config import check_image_size
 from .data import (MaskRCNNSequence, build_rpn_targets, compose_image_meta, data_generator, load_image_gt,
                    mold_image, parse_image_meta, unmold_image)
 from .layers import set_winograd
@@ -118,10 +118,9 @@ class MaskRCNN:
     # ----------------------------------------------------------------------------------------------------
     def build(self, mode, config) -> MaskRCNNModel:
         """Build the Keras model (the same network for both modes)."""
-        h, w = config.IMAGE_SHAPE[:2]
-        if h / 2 ** 6 != int(h / 2 ** 6) or w / 2 ** 6 != int(w / 2 ** 6):
-            raise ValueError("Image size must be dividable by 2 at least 6 times to avoid fractions when "
-                             "downscaling and upscaling. For example, use 256, 320, 384, 448, 512, ... etc.")
+        # Also checked by the backbone: here first, as matterport, before anything is built.
+        check_image_size(int(config.IMAGE_SHAPE[0]), int(config.IMAGE_SHAPE[1]), "IMAGE_SHAPE",
+                         "set IMAGE_MAX_DIM (or IMAGE_MIN_DIM for 'crop') to e.g. 256, 320, 384, 448, 512, 1024")
         if mode == "training" and not getattr(config, "USE_RPN_ROIS", True):
             raise ValueError("USE_RPN_ROIS = False (training the heads on random ROIs instead of the RPN's "
                              "proposals) is not supported: the heads always train on the RPN's proposals")
@@ -138,51 +137,18 @@ class MaskRCNN:
     # Checkpoints and logs.
 
     def set_log_dir(self, model_path=None):
-        """Set the run directory and epoch counter; from a checkpoint path, continue that run."""
-        self.epoch = 0
-        now = datetime.datetime.now()
-        name = (self.config.NAME or "model").lower()
-        if model_path:
-            # .../<name>20171029T2315/mask_rcnn_<name>_0001.h5
-            regex = r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask\_rcnn\_[\w-]+(\d{4})\.h5"
-            m = re.match(regex, str(model_path).replace("\\", "/"))
-            if m:
-                now = datetime.datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)),
-                                        int(m.group(4)), int(m.group(5)))
-                # The checkpoint of epoch N was written after epoch N; training continues with N + 1.
-                self.epoch = int(m.group(6))
-                logger.info("Re-starting from epoch %d", self.epoch)
-        self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M}")
-        self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_*epoch*.h5").replace(
-            "*epoch*", "{epoch:04d}")
+        """Set the run directory and epoch counter; from a checkpoint path, continue that run
+        (:func:`mrcnn.checkpoints.run_dir_for`)."""
+        run = checkpoints.run_dir_for(self.model_dir, checkpoints.run_name(self.config.NAME), model_path)
+        self.log_dir, self.checkpoint_path, self.epoch = run.log_dir, run.checkpoint_path, run.epoch
 
     def find_last(self) -> str:
-        """The last checkpoint of the newest run directory of this config's NAME that holds one.
+        """The last checkpoint of the newest run directory of this config's NAME that holds one
+        (:func:`mrcnn.checkpoints.find_last`).
 
         A newer run directory without a checkpoint (a run stopped before its first epoch ended) is skipped with a
         warning that names it; matterport raised FileNotFoundError there."""
-        key = (self.config.NAME or "model").lower()
-        # Run directories are <name><YYYYmmddTHHMM>: match the name exactly, so "lesion" does not pick up
-        # "lesion_light" runs.
-        pattern = re.compile(re.escape(key) + r"\d{8}T\d{4}")
-        dir_names = sorted(d for d in (next(os.walk(self.model_dir))[1] if os.path.isdir(self.model_dir) else [])
-                           if pattern.fullmatch(d))
-        if not dir_names:
-            import errno
-            raise FileNotFoundError(errno.ENOENT, f"Could not find model directory under {self.model_dir}")
-        # Newest run directory that holds a checkpoint.
-        for dir_name in reversed(dir_names):
-            dir_path = os.path.join(self.model_dir, dir_name)
-            checkpoints = sorted(f for f in os.listdir(dir_path)
-                                 if f.startswith("mask_rcnn") and f.endswith(".h5"))
-            if checkpoints:
-                skipped = dir_names[dir_names.index(dir_name) + 1:]
-                if skipped:
-                    logger.warning("find_last: no checkpoint in the newer run folder(s) %s under %s; using %s",
-                                   ", ".join(skipped), self.model_dir, os.path.join(dir_name, checkpoints[-1]))
-                return os.path.join(dir_path, checkpoints[-1])
-        import errno
-        raise FileNotFoundError(errno.ENOENT, f"Could not find weight files in {self.model_dir}/{dir_names[-1]}")
+        return checkpoints.find_last(self.model_dir, checkpoints.run_name(self.config.NAME))
 
     def load_weights(self, filepath, by_name: bool = False, exclude=None):
         """Load weights from a matterport/Keras-2 .h5 file (or a checkpoint of this project) by layer name.

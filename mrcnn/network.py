@@ -21,9 +21,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .anchors import get_anchors
+from .anchors import anchor_settings, anchors_for_size
 from .backbone import build_backbone
 from .boxes import norm_boxes_tf
+from .config import check_image_size
 from .detection import DetectionLayer
 from .distribute import is_multi_worker
 from .heads import build_box_head, build_mask_head, build_rpn_model
@@ -43,15 +44,9 @@ def model_kwargs(config) -> dict:
         image_shape=[int(s) for s in config.IMAGE_SHAPE],
         # A callable backbone must keep the strides of BACKBONE_STRIDES: the pyramid shapes come from them.
         backbone=config.BACKBONE,
-        # matterport's COMPUTE_BACKBONE_SHAPE(image_shape) -> [levels, (h, w)], used with a callable backbone.
-        compute_backbone_shape=(config.COMPUTE_BACKBONE_SHAPE if callable(config.BACKBONE) else None),
         pyramid_size=int(config.TOP_DOWN_PYRAMID_SIZE),
         fc_size=int(config.FPN_CLASSIF_FC_LAYERS_SIZE),
-        backbone_strides=[int(s) for s in config.BACKBONE_STRIDES],
-        anchor_scales=[float(s) for s in config.RPN_ANCHOR_SCALES],
-        anchor_ratios=[float(r) for r in config.RPN_ANCHOR_RATIOS],
-        anchor_stride=int(config.RPN_ANCHOR_STRIDE),
-        anchor_scales_per_octave=int(getattr(config, "RPN_ANCHOR_SCALES_PER_OCTAVE", 1)),
+        **anchor_settings(config),
         rpn_positive_iou=float(getattr(config, "RPN_POSITIVE_IOU", 0.7)),
         rpn_negative_iou=float(getattr(config, "RPN_NEGATIVE_IOU", 0.3)),
         rpn_nms_threshold=float(config.RPN_NMS_THRESHOLD),
@@ -221,9 +216,7 @@ class MaskRCNNModel(keras.Model):
         h, w = images.shape[1], images.shape[2]
         if h is None or w is None:
             return self.image_shape[:2]
-        if h % 64 or w % 64:
-            raise ValueError(f"Molded images must be a multiple of 64 on both sides (6 pyramid halvings), got "
-                             f"{h}x{w}: check IMAGE_RESIZE_MODE, IMAGE_MIN_DIM and IMAGE_MAX_DIM")
+        check_image_size(int(h), int(w), "Molded images", "check IMAGE_RESIZE_MODE, IMAGE_MIN_DIM and IMAGE_MAX_DIM")
         return int(h), int(w)
 
     def anchors_for(self, size) -> np.ndarray:
@@ -231,12 +224,9 @@ class MaskRCNNModel(keras.Model):
         size = (int(size[0]), int(size[1]))
         if size not in self._anchors_by_size:
             s = self.settings
-            shapes = None
-            if s["compute_backbone_shape"] is not None:
-                shapes = s["compute_backbone_shape"](np.array(size + (self.image_shape[2],)))
-            self._anchors_by_size[size] = get_anchors(
-                size, s["anchor_scales"], s["anchor_ratios"], s["backbone_strides"], s["anchor_stride"],
-                s["anchor_scales_per_octave"], backbone_shapes=shapes).astype(np.float32)
+            self._anchors_by_size[size] = anchors_for_size(size, self.image_shape[2], **{
+                k: s[k] for k in ("backbone_strides", "anchor_scales", "anchor_ratios", "anchor_stride",
+                                  "anchor_scales_per_octave", "compute_backbone_shape")})
         return self._anchors_by_size[size]
 
     # ----------------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ Box format (see :mod:`mrcnn.boxes`): ``(y1, x1, y2, x2)`` in image pixels, with 
 covering pixel rows 10..19 has ``y1=10, y2=20``. Masks are ``[height, width, instances]`` (instances last).
 
 This module also re-exports :class:`Dataset`, :func:`norm_boxes`, :func:`denorm_boxes`, :func:`generate_anchors`
-and :func:`generate_pyramid_anchors`, so scripts written against ``mrcnn.utils`` keep working.
+and :func:`generate_pyramid_anchors`, so scripts written against ``mrcnn.utils`` keep working. Importing it does not
+import TensorFlow (the NumPy box IoU, masks and AP need none): the re-exports from :mod:`mrcnn.boxes` and
+:mod:`mrcnn.anchors` and the box coder are imported on first use.
 
 Differences from matterport (all deliberate):
 
@@ -33,9 +35,6 @@ import cv2
 import numpy as np
 import skimage.transform
 
-from . import box_coder
-from .anchors import generate_anchors, generate_pyramid_anchors
-from .boxes import denorm_boxes, norm_boxes
 from .dataset import Dataset
 
 __all__ = [
@@ -65,6 +64,20 @@ __all__ = [
     "download_trained_weights",
     "training_resize_mode",
 ]
+
+_LAZY = {"norm_boxes": "boxes", "denorm_boxes": "boxes", "generate_anchors": "anchors",
+         "generate_pyramid_anchors": "anchors"}
+
+
+def __getattr__(name: str):
+    """The re-exports of TensorFlow-importing modules, imported on first use (PEP 562)."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"mrcnn.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 RESIZE_MODES = ("none", "square", "pad64", "crop", "fit")
 
@@ -107,8 +120,20 @@ def _areas(boxes: np.ndarray) -> np.ndarray:
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
+def _iou_matrix(boxes1: np.ndarray, boxes2: np.ndarray, areas1: np.ndarray, areas2: np.ndarray) -> np.ndarray:
+    """float64 [N, M] IoU of [N, 4] and [M, 4] boxes given their areas; 0 where the union is empty."""
+    # [N, 1] against [1, M] broadcasts to [N, M].
+    y1 = np.maximum(boxes1[:, None, 0], boxes2[None, :, 0])
+    x1 = np.maximum(boxes1[:, None, 1], boxes2[None, :, 1])
+    y2 = np.minimum(boxes1[:, None, 2], boxes2[None, :, 2])
+    x2 = np.minimum(boxes1[:, None, 3], boxes2[None, :, 3])
+    intersection = np.maximum(y2 - y1, 0) * np.maximum(x2 - x1, 0)
+    union = areas1[:, None] + areas2[None, :] - intersection
+    return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
+
+
 def compute_iou(box: np.ndarray, boxes: np.ndarray, box_area: float, boxes_area: np.ndarray) -> np.ndarray:
-    """IoU of one box with each of ``boxes``.
+    """IoU of one box with each of ``boxes`` (matterport's signature; :func:`compute_overlaps` for one row).
 
     The areas are passed in so a caller that compares many boxes computes them once.
 
@@ -121,18 +146,14 @@ def compute_iou(box: np.ndarray, boxes: np.ndarray, box_area: float, boxes_area:
     Returns:
         float [N] IoU; 0 where the union is empty.
     """
-    boxes = np.asarray(boxes)
-    y1 = np.maximum(box[0], boxes[:, 0])
-    y2 = np.minimum(box[2], boxes[:, 2])
-    x1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[3], boxes[:, 3])
-    intersection = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
-    union = box_area + np.asarray(boxes_area) - intersection
-    return np.divide(intersection, union, out=np.zeros(intersection.shape, np.float64), where=union > 0)
+    box = np.asarray(box, dtype=np.float64).reshape(1, 4)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    areas = np.asarray(boxes_area, dtype=np.float64).reshape(-1)
+    return _iou_matrix(box, boxes, np.array([box_area], dtype=np.float64), areas)[0]
 
 
 def compute_overlaps(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of two sets of boxes.
+    """Pairwise IoU of two sets of boxes (the NumPy box IoU of the project).
 
     Args:
         boxes1: [N, (y1, x1, y2, x2)].
@@ -143,14 +164,7 @@ def compute_overlaps(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     """
     boxes1 = np.asarray(boxes1, dtype=np.float64).reshape(-1, 4)
     boxes2 = np.asarray(boxes2, dtype=np.float64).reshape(-1, 4)
-    # [N, 1] against [1, M] broadcasts to [N, M].
-    y1 = np.maximum(boxes1[:, None, 0], boxes2[None, :, 0])
-    x1 = np.maximum(boxes1[:, None, 1], boxes2[None, :, 1])
-    y2 = np.minimum(boxes1[:, None, 2], boxes2[None, :, 2])
-    x2 = np.minimum(boxes1[:, None, 3], boxes2[None, :, 3])
-    intersection = np.maximum(y2 - y1, 0) * np.maximum(x2 - x1, 0)
-    union = _areas(boxes1)[:, None] + _areas(boxes2)[None, :] - intersection
-    return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
+    return _iou_matrix(boxes1, boxes2, _areas(boxes1), _areas(boxes2))
 
 
 def compute_overlaps_masks(masks1: np.ndarray, masks2: np.ndarray) -> np.ndarray:
@@ -215,6 +229,8 @@ def apply_box_deltas(boxes: np.ndarray, deltas: np.ndarray) -> np.ndarray:
     Returns:
         float32 [N, (y1, x1, y2, x2)] in the format of ``boxes``.
     """
+    from . import box_coder
+
     return np.asarray(box_coder.decode(boxes, deltas, std_dev=(1.0, 1.0, 1.0, 1.0)))
 
 
@@ -228,6 +244,8 @@ def box_refinement(box: np.ndarray, gt_box: np.ndarray) -> np.ndarray:
     Returns:
         float32 [N, (dy, dx, log(dh), log(dw))].
     """
+    from . import box_coder
+
     return np.asarray(box_coder.encode(box, gt_box, std_dev=(1.0, 1.0, 1.0, 1.0)))
 
 

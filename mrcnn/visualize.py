@@ -133,6 +133,23 @@ def _mask_polygons(mask: np.ndarray) -> list[np.ndarray]:
     return [np.fliplr(verts) - 1 for verts in find_contours(padded, 0.5)]
 
 
+def _draw_mask(ax, masked_image: np.ndarray, mask: np.ndarray, fill_color, edge_color, fill: bool = True) -> None:
+    """Tint ``mask`` [H, W] into ``masked_image`` (float [H, W, 3], in place) with ``fill_color`` when ``fill``, and
+    outline it on ``ax`` in ``edge_color``."""
+    if fill:
+        apply_mask(masked_image, mask, fill_color)
+    for verts in _mask_polygons(mask):
+        ax.add_patch(Polygon(verts, facecolor="none", edgecolor=edge_color))
+
+
+def _show_masked(ax, masked_image: np.ndarray, created: bool):
+    """Draw ``masked_image`` on ``ax``; show the figure when this call created it; returns ``ax``."""
+    ax.imshow(np.clip(masked_image, 0, 255).astype(np.uint8))
+    if created:
+        _show(ax.figure)
+    return ax
+
+
 def display_images(images, titles=None, cols: int = 4, cmap=None, norm=None, interpolation=None, ax=None):
     """Show images in a grid, each with an optional title.
 
@@ -227,15 +244,8 @@ def display_instances(image, boxes, masks, class_ids, class_names, scores=None, 
             caption = captions[i]
         ax.text(x1, y1 + 8, caption, color="w", size=11, backgroundcolor="none")
 
-        mask = masks[:, :, i]
-        if show_mask:
-            apply_mask(masked_image, mask, color)
-        for verts in _mask_polygons(mask):
-            ax.add_patch(Polygon(verts, facecolor="none", edgecolor=color))
-    ax.imshow(np.clip(masked_image, 0, 255).astype(np.uint8))
-    if created:
-        _show(ax.figure)
-    return ax
+        _draw_mask(ax, masked_image, masks[:, :, i], color, color, fill=show_mask)
+    return _show_masked(ax, masked_image, created)
 
 
 def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_class_id, pred_score, pred_mask,
@@ -422,15 +432,8 @@ def draw_boxes(image, boxes=None, refined_boxes=None, masks=None, captions=None,
             ax.text(cx, cy, captions[i], size=11, verticalalignment="top", color="w", backgroundcolor="none",
                     bbox={"facecolor": color, "alpha": 0.5, "pad": 2, "edgecolor": "none"})
         if masks is not None:
-            mask = masks[:, :, i]
-            mask_color = colors[i] if isinstance(color, str) else color
-            apply_mask(masked_image, mask, mask_color)
-            for verts in _mask_polygons(mask):
-                ax.add_patch(Polygon(verts, facecolor="none", edgecolor=color))
-    ax.imshow(np.clip(masked_image, 0, 255).astype(np.uint8))
-    if created:
-        _show(ax.figure)
-    return ax
+            _draw_mask(ax, masked_image, masks[:, :, i], colors[i] if isinstance(color, str) else color, color)
+    return _show_masked(ax, masked_image, created)
 
 
 def display_top_masks(image, mask, class_ids, class_names, limit: int = 4, ax=None):

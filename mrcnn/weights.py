@@ -46,6 +46,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .atomic import atomic_path
+from .checkpoints import epoch_from_checkpoint_name  # Part of this module's API since before mrcnn.checkpoints.
 
 __all__ = [
     "COCO_MODEL_URL",
@@ -55,11 +56,13 @@ __all__ = [
     "CLASS_SPECIFIC_HEADS",
     "DEFAULT_NESTED_GROUPS",
     "LoadReport",
+    "WeightsInfo",
     "WeightsFileError",
     "WeightsMismatchError",
     "WeightsDownloadError",
     "load_weights",
     "save_weights",
+    "inspect_weights",
     "epoch_from_checkpoint_name",
     "get_imagenet_weights",
     "download_trained_weights",
@@ -412,6 +415,53 @@ def _cast(value: np.ndarray, var) -> np.ndarray:
         return np.asarray(value)
 
 
+@dataclasses.dataclass(frozen=True)
+class WeightsInfo:
+    """What a weight file says about the model it fits (:func:`inspect_weights`).
+
+    Attributes:
+        num_classes: NUM_CLASSES (background included), from the ``mrcnn_class_logits`` kernel; None if unknown.
+        backbone: ``"light"``, ``"resnet50"`` or ``"resnet101"`` from the layer names; None if unknown.
+    """
+
+    num_classes: int | None
+    backbone: str | None
+
+
+def inspect_weights(filepath: str | os.PathLike) -> WeightsInfo:
+    """Read the class count and backbone of a matterport-layout ``.h5`` file without building a model.
+
+    Args:
+        filepath: the weight file.
+
+    Returns:
+        A :class:`WeightsInfo`; fields the file does not reveal (or an unreadable file) are None, and loading it
+        (:func:`load_weights`) reports the problem.
+    """
+    path = os.fspath(filepath)
+    try:
+        with h5py.File(path, "r") as f:
+            root = _weights_root(f, path)
+            names = _read_str_list(root, "layer_names") or []
+            num_classes = None
+            if "mrcnn_class_logits" in root:
+                group = root["mrcnn_class_logits"]
+                for weight_name in _read_str_list(group, "weight_names") or []:
+                    if weight_name.split("/")[-1].startswith("kernel") and weight_name in group:
+                        num_classes = int(group[weight_name].shape[-1])
+    except (OSError, KeyError, ValueError, WeightsFileError):
+        return WeightsInfo(None, None)
+    if any(n.startswith("light") for n in names):
+        backbone = "light"
+    elif "res4w_branch2a" in names:
+        backbone = "resnet101"
+    elif "res4a_branch2a" in names:
+        backbone = "resnet50"
+    else:
+        backbone = None
+    return WeightsInfo(num_classes, backbone)
+
+
 def load_weights(model: keras.Model, filepath: str | os.PathLike, by_name: bool = True,
                  exclude: str | Sequence[str] | None = None, skip_mismatch: bool = False) -> LoadReport:
     """Load a matterport / Keras-2 ``.h5`` weight file into a Keras 3 model, matching layers by name.
@@ -656,33 +706,6 @@ def save_weights(model: keras.Model, filepath: str | os.PathLike,
                     group.create_dataset(weight_name, data=value)
             f.flush()
     return path
-
-
-# mask_rcnn_<name>_<epoch>.h5, where <name> may contain underscores; Keras 3's ".weights.h5" suffix is accepted.
-_CHECKPOINT_RE = re.compile(r"^mask_rcnn_[\w-]+?_(\d{4,})(?:\.weights)?\.h5$")
-# matterport's own pattern: the last four digits before ".h5", with or without an underscore before them.
-_CHECKPOINT_RE_MATTERPORT = re.compile(r"^mask_rcnn_[\w-]+?(\d{4})(?:\.weights)?\.h5$")
-
-
-def epoch_from_checkpoint_name(path: str | os.PathLike) -> int | None:
-    """The epoch number in a checkpoint file name, as matterport's ``set_log_dir`` parsed it.
-
-    Checkpoints are named ``mask_rcnn_<name>_<epoch:04d>.h5`` after the epoch that just finished (1-based), so the
-    number is also the epoch training resumes from (Keras' ``initial_epoch``).
-
-    Args:
-        path: a file name or path, e.g. ``logs/coco20171029T2315/mask_rcnn_coco_0005.h5``; the folder is ignored.
-
-    Returns:
-        The epoch (5 above), or None if the name is not a checkpoint name (``mask_rcnn_coco.h5`` is not).
-
-    Example:
-        >>> epoch_from_checkpoint_name("mask_rcnn_skin_lesion_0012.h5")
-        12
-    """
-    name = os.path.basename(os.fspath(path))
-    match = _CHECKPOINT_RE.match(name) or _CHECKPOINT_RE_MATTERPORT.match(name)
-    return int(match.group(1)) if match else None
 
 
 def _download(url: str, dest: str, what: str, verbose: int = 1) -> str:

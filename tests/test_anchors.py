@@ -95,3 +95,25 @@ def test_get_anchors_with_two_scales_per_octave_doubles_the_count():
     # Normalised sides are (pixels - 1) / 63 (the (h - 1) convention of norm_boxes).
     sides = sorted({round(float((b[2] - b[0]) * 63 + 1), 3) for b in two[:6] if abs((b[2] - b[0]) - (b[3] - b[1])) < 1e-6})
     np.testing.assert_allclose(sides, [8.0, 8.0 * 2 ** 0.5], atol=1e-3)
+
+
+def test_anchor_settings_of_a_config_give_its_anchors():
+    from mrcnn.anchors import anchor_settings, anchors_for_size
+    from mrcnn.config import Config
+
+    config = Config()
+    settings = anchor_settings(config)
+    assert settings == {"backbone_strides": [4, 8, 16, 32, 64], "anchor_scales": [32.0, 64.0, 128.0, 256.0, 512.0],
+                        "anchor_ratios": [0.5, 1.0, 2.0], "anchor_stride": 1, "anchor_scales_per_octave": 1,
+                        "compute_backbone_shape": None}
+    anchors = anchors_for_size((128, 192), 3, **settings)
+    # 3 ratios per cell of the 32x48, 16x24, 8x12, 4x6 and 2x3 feature maps.
+    assert anchors.dtype == np.float32 and anchors.shape == (3 * (32 * 48 + 16 * 24 + 8 * 12 + 4 * 6 + 2 * 3), 4)
+    np.testing.assert_array_equal(anchors, get_anchors((128, 192), (32, 64, 128, 256, 512), (0.5, 1, 2),
+                                                       (4, 8, 16, 32, 64), 1).astype(np.float32))
+    # A callable backbone's COMPUTE_BACKBONE_SHAPE gets the molded shape with its channels.
+    config.BACKBONE = lambda *args, **kwargs: None
+    seen = []
+    config.COMPUTE_BACKBONE_SHAPE = lambda shape: seen.append(list(shape)) or compute_backbone_shapes(shape, [4] * 5)
+    assert anchors_for_size((128, 192), 3, **anchor_settings(config)).shape == (3 * 5 * 32 * 48, 4)
+    assert seen == [[128, 192, 3]]

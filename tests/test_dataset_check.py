@@ -68,3 +68,29 @@ def test_check_dataset_lets_bugs_through():
     with pytest.raises(ValueError, match="workers"):
         check_dataset(_Listed([None]), workers=0)
     assert check_dataset(_Listed([]), workers=1).problems == {}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# read_image_header: the displayed size without decoding, as read_image loads the image.
+
+
+@pytest.mark.parametrize("name, orientation", [("up.jpg", None), ("rot6.jpg", 6), ("rot3.jpg", 3), ("plain.png", None)])
+def test_read_image_header_is_the_size_read_image_gives(tmp_path, name, orientation):
+    from mrcnn.dataset import ImageHeader, read_image, read_image_header
+    from tests.makesense_exports import write_image
+
+    path = write_image(str(tmp_path / name), 30, 20, orientation)
+    header = read_image_header(path)
+    assert (header.height, header.width) == read_image(path).shape[:2]
+    assert header == ImageHeader(*((20, 30) if orientation == 6 else (30, 20)), orientation or 1)
+    assert header.stored_size == (30, 20)
+
+
+def test_read_image_header_names_the_file_and_the_problem(tmp_path):
+    from mrcnn.dataset import ImageReadError, read_image_header
+
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(ImageReadError, match=r"bad\.png: not a readable mask \("):
+        read_image_header(str(tmp_path / "bad.png"), "mask")
+    with pytest.raises(ImageReadError, match=r"absent\.jpg: no such image file"):
+        read_image_header(str(tmp_path / "absent.jpg"))

@@ -474,3 +474,16 @@ def test_winograd_model_matches_direct_convolutions_and_exports_without_it(tmp_p
     reference = direct.run_inference(molded, metas)
     for key in ("detections", "class_probs", "masks"):
         np.testing.assert_allclose(out[key].numpy(), reference[key], atol=1e-5)
+
+
+@pytest.mark.parametrize("height, width", [(100, 128), (128, 96), (0, 0), (-64, 64)])
+def test_an_image_size_the_pyramid_cannot_take_is_refused_before_building(height, width):
+    from mrcnn.config import check_image_size
+
+    with pytest.raises(ValueError, match=rf"Image size must be a multiple of 64 on both sides .*got {height}x{width}"):
+        check_image_size(height, width)
+    check_image_size(64, 1024)  # No error.
+    config = TinyInferenceConfig()
+    config.IMAGE_SHAPE = np.array([height, width, 3])
+    with pytest.raises(ValueError, match=rf"IMAGE_SHAPE must be a multiple of 64 .*got {height}x{width}: set IMAGE_MAX"):
+        modellib.MaskRCNN("inference", config, model_dir="logs")

@@ -371,6 +371,8 @@ def test_coco_polygon_wholly_outside_its_image_stops_the_run(tmp_path, capsys):
 def test_run_folder_in_use_is_refused_and_a_killed_run_is_cleared(trained_logs, tmp_path, capsys, caplog):
     import logging
     import socket
+    import subprocess
+    import sys
 
     data, logs, run = _copy_run(trained_logs, tmp_path)
     lock = run / "train.lock"

@@ -589,3 +589,34 @@ def test_truncated_checkpoint_quotes_no_download_size_and_a_folder_is_named(tmp_
     assert "truncated" in message and "257,557,808" not in message and "earlier checkpoint" in message
     with pytest.raises(WeightsFileError, match="is a folder"):
         load_weights(model, tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# inspect_weights.
+
+
+def _head_layout(backbone_group: str, num_classes: int):
+    return [(backbone_group, [(f"{backbone_group}/kernel:0", (1, 1, 2, 2))]), ("activation_1", []),
+            ("mrcnn_class_logits", [("mrcnn_class_logits/kernel:0", (8, num_classes)),
+                                    ("mrcnn_class_logits/bias:0", (num_classes,))])]
+
+
+@pytest.mark.parametrize("group, num_classes, backbone, full_model, as_bytes", [
+    ("res4a_branch2a", 81, "resnet50", False, False),
+    ("res4w_branch2a", 4, "resnet101", True, True),
+    ("light4_conv", 2, "light", False, True),
+    ("conv1", 3, None, True, False),
+])
+def test_inspect_weights_reads_classes_and_backbone(tmp_path, group, num_classes, backbone, full_model, as_bytes):
+    path = tmp_path / "w.h5"
+    write_matterport_h5(path, _head_layout(group, num_classes), np.random.default_rng(0), full_model=full_model,
+                        attrs_as_bytes=as_bytes)
+    assert W.inspect_weights(path) == W.WeightsInfo(num_classes, backbone)
+
+
+def test_inspect_weights_of_what_is_not_a_weight_file(tmp_path):
+    (tmp_path / "text.h5").write_text("not HDF5")
+    with h5py.File(tmp_path / "empty.h5", "w"):
+        pass
+    for name in ("text.h5", "empty.h5", "absent.h5"):
+        assert W.inspect_weights(tmp_path / name) == W.WeightsInfo(None, None)
