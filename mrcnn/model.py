@@ -85,10 +85,13 @@ def precision_policy(value) -> str:
 def _holding_run_folder(train):
     """``MaskRCNN.train`` run while it holds ``self.log_dir`` (:func:`mrcnn.run_folder.hold_run_folder`: a second
     run into the folder is refused, a stale lock and leftover temporary files are cleared, the lock is released at
-    the end, also on an exception)."""
+    the end, also on an exception). Only the chief of a multi-worker run holds it: the other workers write no file
+    there."""
 
     @functools.wraps(train)
     def holding(self, *args, **kwargs):
+        if self.mode == "training" and not distribute.is_chief(self.keras_model.distribute_strategy):
+            return train(self, *args, **kwargs)
         with hold_run_folder(self.log_dir):
             return train(self, *args, **kwargs)
 
