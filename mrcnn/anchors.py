@@ -19,7 +19,7 @@ __all__ = ["generate_anchors", "generate_pyramid_anchors", "compute_backbone_sha
            "anchor_settings", "anchors_for_size"]
 
 
-def generate_anchors(scales, ratios: Sequence[float], shape: Sequence[int], feature_stride: int,
+def generate_anchors(scales: float | Sequence[float], ratios: Sequence[float], shape: Sequence[int], feature_stride: int,
                      anchor_stride: int) -> np.ndarray:
     """Anchors of one pyramid level, in pixels.
 
@@ -52,7 +52,9 @@ def generate_anchors(scales, ratios: Sequence[float], shape: Sequence[int], feat
     return np.concatenate([centers - 0.5 * sizes, centers + 0.5 * sizes], axis=1)
 
 
-def generate_pyramid_anchors(scales, ratios, feature_shapes, feature_strides, anchor_stride) -> np.ndarray:
+def generate_pyramid_anchors(scales: Sequence[float | Sequence[float]], ratios: Sequence[float],
+                             feature_shapes: Sequence[Sequence[int]], feature_strides: Sequence[int],
+                             anchor_stride: int) -> np.ndarray:
     """Anchors of all levels, concatenated level by level (scale ``scales[i]`` on level ``i``), in pixels."""
     anchors = [
         generate_anchors(scales[i], ratios, feature_shapes[i], feature_strides[i], anchor_stride)
@@ -68,14 +70,15 @@ def compute_backbone_shapes(image_shape: Sequence[int], strides: Sequence[int]) 
     )
 
 
-def octave_scales(scales, scales_per_octave: int = 1) -> list[list[float]]:
+def octave_scales(scales: Sequence[float], scales_per_octave: int = 1) -> list[list[float]]:
     """Anchor sizes of each level: ``s * 2 ** (k / n)`` for ``k < n`` (``n = 1`` gives ``[[s] for s in scales]``)."""
     n = int(scales_per_octave)
     return [[float(s) * 2.0 ** (k / n) for k in range(n)] for s in scales]
 
 
-def get_anchors(image_shape: Sequence[int], scales, ratios, strides, anchor_stride,
-                scales_per_octave: int = 1, backbone_shapes=None) -> np.ndarray:
+def get_anchors(image_shape: Sequence[int], scales: Sequence[float], ratios: Sequence[float], strides: Sequence[int],
+                anchor_stride: int, scales_per_octave: int = 1,
+                backbone_shapes: Sequence[Sequence[int]] | None = None) -> np.ndarray:
     """Normalised float32 anchors [A, (y1, x1, y2, x2)] for an input of ``image_shape``.
 
     With ``scales_per_octave`` n > 1 every level has n sizes (see :func:`octave_scales`), so each cell has

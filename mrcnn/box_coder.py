@@ -21,7 +21,7 @@ import tensorflow as tf
 BBOX_XFORM_CLIP = math.log(1000.0 / 16.0)
 
 
-def encode(boxes, gt_boxes, std_dev: Sequence[float] = (0.1, 0.1, 0.2, 0.2)) -> tf.Tensor:
+def encode(boxes: tf.Tensor, gt_boxes: tf.Tensor, std_dev: Sequence[float] = (0.1, 0.1, 0.2, 0.2)) -> tf.Tensor:
     """Deltas that turn ``boxes`` into ``gt_boxes``.
 
     Args:
@@ -53,7 +53,7 @@ def encode(boxes, gt_boxes, std_dev: Sequence[float] = (0.1, 0.1, 0.2, 0.2)) -> 
     return deltas / tf.constant(std_dev, tf.float32)
 
 
-def decode(boxes, deltas, std_dev: Sequence[float] = (0.1, 0.1, 0.2, 0.2)) -> tf.Tensor:
+def decode(boxes: tf.Tensor, deltas: tf.Tensor, std_dev: Sequence[float] = (0.1, 0.1, 0.2, 0.2)) -> tf.Tensor:
     """Apply regression ``deltas`` to ``boxes`` (the inverse of :func:`encode`).
 
     Args:

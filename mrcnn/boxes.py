@@ -12,11 +12,13 @@ Everything inside the model (anchors, proposals, ROIs, detections before unmoldi
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import tensorflow as tf
 
 
-def norm_boxes(boxes, shape) -> np.ndarray:
+def norm_boxes(boxes: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """Pixel boxes [..., 4] to normalised, for an image of ``shape`` (height, width)."""
     h, w = shape[0], shape[1]
     scale = np.array([h - 1, w - 1, h - 1, w - 1], dtype=np.float32)
@@ -24,7 +26,7 @@ def norm_boxes(boxes, shape) -> np.ndarray:
     return np.divide((np.asarray(boxes, dtype=np.float32) - shift), scale).astype(np.float32)
 
 
-def denorm_boxes(boxes, shape) -> np.ndarray:
+def denorm_boxes(boxes: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """Normalised boxes [..., 4] to integer pixel boxes, for an image of ``shape`` (height, width)."""
     h, w = shape[0], shape[1]
     scale = np.array([h - 1, w - 1, h - 1, w - 1], dtype=np.float32)
@@ -32,7 +34,7 @@ def denorm_boxes(boxes, shape) -> np.ndarray:
     return np.around(np.multiply(np.asarray(boxes, dtype=np.float32), scale) + shift).astype(np.int32)
 
 
-def norm_boxes_tf(boxes: tf.Tensor, shape) -> tf.Tensor:
+def norm_boxes_tf(boxes: tf.Tensor, shape: Sequence[int] | tf.Tensor) -> tf.Tensor:
     """TF version of :func:`norm_boxes`; ``shape`` is a (height, width) tensor or tuple."""
     shape = tf.cast(shape, tf.float32)
     h, w = shape[0], shape[1]

@@ -17,6 +17,7 @@ of the input image goes to P4; each halving or doubling moves one level, clipped
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import keras
 import tensorflow as tf
@@ -24,7 +25,7 @@ import tensorflow as tf
 __all__ = ["assign_levels", "roi_align", "PyramidROIAlign"]
 
 
-def assign_levels(boxes: tf.Tensor, image_shape) -> tf.Tensor:
+def assign_levels(boxes: tf.Tensor, image_shape: Sequence[int] | tf.Tensor) -> tf.Tensor:
     """Pyramid level (2..5) of each box.
 
     Args:
@@ -43,7 +44,8 @@ def assign_levels(boxes: tf.Tensor, image_shape) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(level, 2.0, 5.0), tf.int32)
 
 
-def roi_align(feature_maps, boxes: tf.Tensor, box_indices: tf.Tensor, pool_size: int, image_shape) -> tf.Tensor:
+def roi_align(feature_maps: Sequence[tf.Tensor], boxes: tf.Tensor, box_indices: tf.Tensor, pool_size: int,
+              image_shape: Sequence[int] | tf.Tensor) -> tf.Tensor:
     """Pool ``pool_size`` x ``pool_size`` patches for a flat list of boxes.
 
     Args:

@@ -24,7 +24,8 @@ from .boxes import pairwise_iou
 __all__ = ["random_subsample", "rpn_targets", "detection_targets", "trim_gt"]
 
 
-def random_subsample(mask: tf.Tensor, k: int, limit=None, seed=None) -> tuple[tf.Tensor, tf.Tensor]:
+def random_subsample(mask: tf.Tensor, k: int, limit: int | tf.Tensor | None = None,
+                     seed: keras.random.SeedGenerator | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """Pick up to ``k`` random True positions per row of ``mask``.
 
     Args:
@@ -55,7 +56,7 @@ def random_subsample(mask: tf.Tensor, k: int, limit=None, seed=None) -> tuple[tf
     return indices, valid
 
 
-def trim_gt(gt_class_ids: tf.Tensor, *tensors):
+def trim_gt(gt_class_ids: tf.Tensor, *tensors: tf.Tensor) -> tuple[tf.Tensor, ...]:
     """Cut the padded GT axis down to the largest number of instances in the batch (a dynamic size).
 
     Returns ``gt_class_ids`` and each of ``tensors`` sliced to [B, g, ...]; keeps at least one column.
