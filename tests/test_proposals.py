@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.proposals import ProposalLayer, nms_padded
+from tests.layer_checks import check_layer
 
 # A [0, 0, 10, 10] 0.9; B shifted one column: IoU 90 / 110 = 0.82 with A; C disjoint;
 # D shifted five columns: IoU 50 / 150 = 0.33 with A.
@@ -99,11 +100,15 @@ def test_proposal_layer_passes_no_gradient():
     assert all(g is None for g in grads)
 
 
-def test_proposal_layer_get_config_round_trip():
-    layer = ProposalLayer(proposal_count=7, nms_threshold=0.6, pre_nms_limit=100, std_dev=(0.1, 0.1, 0.2, 0.2))
-    clone = ProposalLayer.from_config(layer.get_config())
-    assert (clone.proposal_count, clone.nms_threshold, clone.pre_nms_limit, clone.std_dev) == (
-        7, 0.6, 100, [0.1, 0.1, 0.2, 0.2])
+def test_proposal_layer_passes_the_layer_checks():
+    # Config round trip, dtypes, static shapes, tf.function and functional model (tests/layer_checks.py); random
+    # scores and deltas on the hand-made anchors, std_dev and pre_nms_limit away from their defaults.
+    rng = np.random.default_rng(0)
+    layer = ProposalLayer(proposal_count=4, nms_threshold=0.6, pre_nms_limit=3, std_dev=(0.2, 0.2, 0.1, 0.1),
+                          name="proposals")
+    out, = check_layer(layer, [_probs(rng.uniform(size=(2, 5))), rng.normal(size=(2, 5, 4)).astype(np.float32),
+                               ANCHORS], expected_shapes=[(2, 4, 4)], expected_dtypes=["float32"])
+    assert out.min() >= 0.0 and out.max() <= 1.0 and (out[:, 3] == 0).all()  # 3 boxes at most before NMS
 
 
 def test_proposal_layer_in_graph_with_unknown_anchor_count():
