@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.detection import DetectionLayer
+from tests.layer_checks import check_layer
 
 R0 = [0.1, 0.1, 0.4, 0.4]
 R1 = [0.1, 0.12, 0.4, 0.42]  # IoU 0.084 / 0.096 = 0.875 with R0.
@@ -90,11 +91,19 @@ def test_detection_layer_per_image_window():
     np.testing.assert_allclose(det[:, 0], [[0.1, 0.2, 0.8, 0.9, 1, 1], [0.25, 0.0, 0.75, 1.0, 1, 1]], atol=1e-6)
 
 
-def test_detection_layer_get_config_round_trip():
-    layer = DetectionLayer(max_detections=10, min_confidence=0.5, nms_threshold=0.4, std_dev=(0.1, 0.1, 0.2, 0.2))
-    clone = DetectionLayer.from_config(layer.get_config())
-    assert (clone.max_detections, clone.min_confidence, clone.nms_threshold, clone.std_dev) == (
-        10, 0.5, 0.4, [0.1, 0.1, 0.2, 0.2])
+def test_detection_layer_passes_the_layer_checks():
+    # Config round trip, dtypes, static shapes, tf.function and functional model (tests/layer_checks.py) on the
+    # hand case with small random deltas and every argument away from its default: R1 of class 2 overlaps R0 of
+    # class 1, so the class-agnostic NMS shows in the outputs (a config without it would not match).
+    deltas = np.random.default_rng(0).normal(scale=0.1, size=(2, len(ROIS), 3, 4)).astype(np.float32)
+    layer = DetectionLayer(max_detections=4, min_confidence=0.5, nms_threshold=0.4, std_dev=(0.2, 0.2, 0.1, 0.1),
+                           class_agnostic=True, name="detections")
+    det, class_probs = check_layer(
+        layer, [np.array([ROIS] * 2, np.float32), np.array([PROBS, PROBS[::-1]], np.float32), deltas,
+                np.array([WINDOW, [0.1, 0.0, 0.9, 1.0]], np.float32)],
+        expected_shapes=[(2, 4, 6), (2, 4, 3)], expected_dtypes=["float32", "float32"])
+    assert (det[..., 4] > 0).sum() >= 4 and set(det[..., 4].ravel()) <= {0.0, 1.0, 2.0}
+    np.testing.assert_allclose(class_probs.sum(-1), (det[..., 5] > 0).astype(np.float32), atol=1e-6)
 
 
 def test_detection_layer_under_mixed_precision_decodes_in_float32():
@@ -118,5 +127,3 @@ def test_detection_layer_class_agnostic_nms_keeps_one_box_per_object():
                                              [0.5, 0.5, 0.95, 0.9, 1, 0.75],
                                              [0] * 6, [0] * 6, [0] * 6], atol=1e-6)
     np.testing.assert_allclose(class_probs[0, :2], [PROBS[0], PROBS[5]], atol=1e-6)
-    clone = DetectionLayer.from_config(DetectionLayer(5, class_agnostic=True).get_config())
-    assert clone.class_agnostic
