@@ -3,9 +3,11 @@
 import math
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from mrcnn.roi_align import PyramidROIAlign, assign_levels, roi_align
+from tests.layer_checks import check_layer
 
 IMAGE = (1024, 1024)
 
@@ -192,10 +194,22 @@ def test_pyramid_roi_align_layer_is_batch_major():
                                                        IMAGE).numpy(), atol=1e-6)
 
 
-def test_pyramid_roi_align_get_config():
-    layer = PyramidROIAlign(pool_size=7, image_shape=(256, 320, 3))
-    clone = PyramidROIAlign.from_config(layer.get_config())
-    assert clone.pool_size == 7 and clone.image_shape == (256, 320)
+@pytest.mark.parametrize("flat", [False, True], ids=["batched", "box_indices"])
+def test_pyramid_roi_align_passes_the_layer_checks(flat):
+    # Config round trip, dtypes, static shapes, tf.function and functional model (tests/layer_checks.py), with
+    # boxes [B, N, 4] or flat boxes and their image indices. The image size is not the maps' 1024 x 1024, so
+    # a config that lost it would assign other levels.
+    rng = np.random.default_rng(6)
+    maps = _random_pyramid(rng)
+    boxes = _random_boxes(rng, 6)
+    layer = PyramidROIAlign(pool_size=4, image_shape=(512, 640, 3), name="roi_align")
+    kwargs = {"box_indices": np.array([1, 0, 1, 1, 0, 0], np.int32)} if flat else {}
+    out, = check_layer(layer, [boxes if flat else boxes.reshape(2, 3, 4), maps], kwargs,
+                       expected_shapes=[(6, 4, 4, 3)], expected_dtypes=["float32"])
+    indices = kwargs["box_indices"] if flat else [0, 0, 0, 1, 1, 1]
+    levels = assign_levels(tf.constant(boxes), (512, 640)).numpy()
+    assert len(set(levels)) > 1
+    np.testing.assert_allclose(out, _reference_roi_align(maps, boxes, indices, 4, levels), atol=1e-5)
 
 
 def test_pyramid_roi_align_under_mixed_precision_keeps_float32_boxes():
