@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from mrcnn.backbone import build_backbone
 from mrcnn.layers import BatchNorm, Conv2D, conv_bn
+from tests.layer_checks import check_layer
 
 
 def _randomize_bn(layers, rng):
@@ -169,3 +170,40 @@ def test_matrix_product_path_under_mixed_bfloat16():
     assert y.dtype == tf.bfloat16 and conv.kernel.dtype == "float32"
     ref = tf.nn.conv2d(x, conv.kernel, strides=1, padding="VALID") + conv.bias
     np.testing.assert_allclose(tf.cast(y, tf.float32).numpy(), ref.numpy(), rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("train_bn", [False, True, None])
+def test_batchnorm_passes_the_layer_checks(train_bn):
+    # Config round trip, dtypes, static shapes, tf.function and functional model (tests/layer_checks.py), called
+    # in training: train_bn=False keeps the moving statistics, True and None (follow ``training``) use the batch's.
+    bn = BatchNorm(train_bn=train_bn, epsilon=1e-3, name="bn")
+    bn.build((None, 5, 5, 3))
+    _randomize_bn([bn], np.random.default_rng(11))
+    mean, var = bn.moving_mean.numpy(), bn.moving_variance.numpy()
+    x = np.random.default_rng(12).normal(size=(2, 5, 5, 3)).astype("float32")
+    out, = check_layer(bn, [x], call_kwargs={"training": True}, expected_shapes=[(2, 5, 5, 3)],
+                       expected_dtypes=["float32"], atol=1e-5)
+    if train_bn is not False:
+        mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+    want = (x - mean) / np.sqrt(var + bn.epsilon) * bn.gamma.numpy() + bn.beta.numpy()
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["same", "covering", "winograd"])
+def test_conv2d_passes_the_layer_checks(case):
+    # Config round trip, dtypes, static shapes, tf.function and functional model (tests/layer_checks.py) on the
+    # three ways Conv2D runs: a plain convolution, a matrix product (kernel as large as the input) and, traced on
+    # a batch of ROIs of unknown size, Winograd's algorithm (which the eager call on 2 maps does not use).
+    keras.utils.set_random_seed(13)
+    size, channels, kernel, padding = {"same": (6, 4, 3, "same"), "covering": (4, 4, 4, "valid"),
+                                       "winograd": (12, 256, 3, "same")}[case]
+    conv = Conv2D(channels, kernel, padding=padding, activation="relu", winograd=case == "winograd",
+                  roi_batch=case == "winograd", name="conv")
+    x = np.random.default_rng(14).normal(size=(2, size, size, channels)).astype("float32")
+    out_size = size if padding == "same" else 1
+    if case == "winograd":
+        assert not conv.uses_winograd(x.shape) and conv.uses_winograd((None,) + x.shape[1:])
+    out, = check_layer(conv, [x], expected_shapes=[(2, out_size, out_size, channels)], expected_dtypes=["float32"],
+                       atol=1e-4 if case == "winograd" else 1e-6)
+    want = tf.nn.relu(tf.nn.conv2d(x, conv.kernel, strides=1, padding=padding.upper()) + conv.bias).numpy()
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
