@@ -34,7 +34,8 @@ _NAMES = {
     "save_weights": "mrcnn.weights",
     "download_trained_weights": "mrcnn.weights",
 }
-_SUBMODULES = ("model", "config", "utils", "visualize", "dataset", "weights", "checkpoints", "console")
+_SUBMODULES = ("model", "config", "utils", "visualize", "dataset", "weights", "checkpoints", "console",
+               "transform")
 
 __all__ = sorted(_NAMES) + list(_SUBMODULES) + ["__version__"]
 

@@ -1,4 +1,5 @@
-"""Input pipeline: image meta, molding, ground-truth loading with augmentation, and the training PyDataset.
+"""Input pipeline: ground-truth loading with augmentation, and the training PyDataset (molding and the image meta
+are in :mod:`mrcnn.transform`).
 
 The pipeline is a ``keras.utils.PyDataset`` whose workers (threads) load, resize and augment images in
 parallel with the train step; targets are computed on the accelerator inside ``train_step``, so a worker
@@ -18,48 +19,15 @@ import warnings
 import keras
 import numpy as np
 
-from . import utils
+from . import transform, utils
 from .dataset import DatasetError
+# The meta vector and the mean-pixel molding live in mrcnn.transform; re-exported: matterport's names.
+from .transform import compose_image_meta, mold_image, parse_image_meta, unmold_image
 
 __all__ = ["compose_image_meta", "parse_image_meta", "mold_image", "unmold_image", "load_image_gt",
            "MaskRCNNSequence", "data_generator", "build_rpn_targets", "apply_augmentation", "seed_augmentation"]
 
 log = logging.getLogger(__name__)
-
-
-def compose_image_meta(image_id, original_image_shape, image_shape, window, scale, active_class_ids) -> np.ndarray:
-    """Pack image attributes into one float32 vector [12 + NUM_CLASSES] (matterport's layout).
-
-    Layout: image_id (1), original_image_shape (3), image_shape (3), window (4: y1, x1, y2, x2 pixels of the
-    molded image that hold the real image), scale (1), active_class_ids (NUM_CLASSES).
-    """
-    meta = np.array(
-        [image_id] + list(original_image_shape) + list(image_shape) + list(window) + [scale]
-        + list(active_class_ids))
-    return meta.astype(np.float32)
-
-
-def parse_image_meta(meta: np.ndarray) -> dict:
-    """Unpack [batch, meta] (or [meta]) arrays from :func:`compose_image_meta` into a dict of arrays."""
-    meta = np.asarray(meta)
-    return {
-        "image_id": meta[..., 0].astype(np.int32),
-        "original_image_shape": meta[..., 1:4].astype(np.int32),
-        "image_shape": meta[..., 4:7].astype(np.int32),
-        "window": meta[..., 7:11].astype(np.int32),
-        "scale": meta[..., 11].astype(np.float32),
-        "active_class_ids": meta[..., 12:].astype(np.int32),
-    }
-
-
-def mold_image(images: np.ndarray, config) -> np.ndarray:
-    """Subtract the mean pixel: uint8 RGB -> float32 network input."""
-    return images.astype(np.float32) - np.asarray(config.MEAN_PIXEL, dtype=np.float32)
-
-
-def unmold_image(normalized_images: np.ndarray, config) -> np.ndarray:
-    """Inverse of :func:`mold_image`."""
-    return (normalized_images + np.asarray(config.MEAN_PIXEL, dtype=np.float32)).astype(np.uint8)
 
 
 def _is_imgaug(augmentation) -> bool:
@@ -148,10 +116,10 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None, u
         raise DatasetError(f"{dataset.image_reference(image_id)}: {mask.shape[-1]} masks but {len(class_ids)} class "
                            "ids")
     original_shape = image.shape
-    image, window, scale, padding, crop = utils.resize_image(
+    image, window, scale, padding, crop = transform.resize_image(
         image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE, max_dim=config.IMAGE_MAX_DIM,
-        mode=utils.training_resize_mode(config.IMAGE_RESIZE_MODE))
-    mask = utils.resize_mask(mask, scale, padding, crop)
+        mode=transform.training_resize_mode(config.IMAGE_RESIZE_MODE))
+    mask = transform.resize_mask(mask, scale, padding, crop)
 
     if augment:
         warnings.warn("load_image_gt(augment=True) is deprecated (as in matterport); use augmentation instead",
@@ -177,7 +145,7 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None, u
     source_class_ids = dataset.source_class_ids[dataset.image_info[image_id]["source"]]
     active_class_ids[source_class_ids] = 1
     if use_mini_mask:
-        mask = utils.minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
+        mask = transform.minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
     image_meta = compose_image_meta(image_id, original_shape, image.shape, window, scale, active_class_ids)
     return image, image_meta, class_ids, bbox.astype(np.int32), mask
 

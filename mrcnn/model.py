@@ -16,11 +16,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import checkpoints, console, distribute, train_state, utils
+from . import checkpoints, console, distribute, train_state, transform, utils
 from .atomic import atomic_path
 from .config import check_image_size
-from .data import (MaskRCNNSequence, build_rpn_targets, compose_image_meta, data_generator, load_image_gt,
-                   mold_image, parse_image_meta, unmold_image)
+from .data import MaskRCNNSequence, build_rpn_targets, data_generator, load_image_gt
+# Pre/post-processing lives in mrcnn.transform; re-exported: matterport's names (modellib.mold_image, ...).
+from .transform import compose_image_meta, mold_image, parse_image_meta, unmold_image
 from .layers import set_winograd
 from .network import MaskRCNNModel, model_kwargs
 from .run_folder import hold_run_folder
@@ -405,76 +406,23 @@ class MaskRCNN:
     # Inference.
 
     def mold_inputs(self, images):
-        """Resize and normalise images for the network.
-
-        With the default ``IMAGE_CHANNEL_COUNT = 3``, greyscale images are repeated to RGB and an alpha channel is
-        dropped; with another channel count, images must have that many channels (a 2-D image counts as one).
+        """Resize and normalise images for the network (:func:`mrcnn.transform.mold_inputs` with this config).
 
         Returns:
             molded_images float32 [N, H, W, C], image_metas [N, META], windows int32 [N, (y1, x1, y2, x2)].
         """
-        cfg = self.config
-        channels = int(cfg.IMAGE_CHANNEL_COUNT)
-        molded, metas, windows = [], [], []
-        for image in images:
-            image = np.asarray(image)
-            if image.ndim == 2:
-                image = image[..., None]
-            if channels == 3 and image.ndim == 3 and image.shape[-1] in (1, 4):
-                image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
-            if image.ndim != 3 or image.shape[-1] != channels:
-                what = "an RGB image [H, W, 3] (or greyscale, or RGBA)" if channels == 3 else \
-                    f"an image [H, W, {channels}] (IMAGE_CHANNEL_COUNT = {channels})"
-                raise ValueError(f"Expected {what}, got shape {image.shape}")
-            molded_image, window, scale, padding, crop = utils.resize_image(
-                image, min_dim=cfg.IMAGE_MIN_DIM, min_scale=cfg.IMAGE_MIN_SCALE, max_dim=cfg.IMAGE_MAX_DIM,
-                mode=cfg.IMAGE_RESIZE_MODE)
-            molded.append(mold_image(molded_image, cfg))
-            metas.append(compose_image_meta(0, image.shape, molded_image.shape, window, scale,
-                                            np.zeros([cfg.NUM_CLASSES], dtype=np.int32)))
-            windows.append(window)
-        sizes = sorted({m.shape[:2] for m in molded})
-        if len(sizes) > 1:
-            raise ValueError(f"After resizing the images have different sizes {sizes} (IMAGE_RESIZE_MODE "
-                             f"{cfg.IMAGE_RESIZE_MODE!r}); mold them one size at a time, or call detect(), which "
-                             "groups them")
-        return np.stack(molded), np.stack(metas), np.array(windows)
+        return transform.mold_inputs(images, self.config)
 
     def unmold_detections(self, detections, class_probs, mrcnn_mask, original_image_shape, image_shape, window):
-        """One image's network outputs -> matterport's result dict at the original image size.
-
-        Args:
-            detections: [D, (y1, x1, y2, x2, class_id, score)] normalised.
-            class_probs: [D, C].
-            mrcnn_mask: [D, mask_h, mask_w] probabilities.
-            original_image_shape: [H, W, C] before resizing.
-            image_shape: [H, W, C] molded.
-            window: [4] pixel window of the real image inside the molded one.
+        """One image's network outputs -> matterport's result arrays at the original image size
+        (:func:`mrcnn.transform.unmold_detections`).
 
         Returns:
             rois int32 [N, (y1, x1, y2, x2)], class_ids int32 [N], scores float32 [N], masks bool [H, W, N],
             class_probs float32 [N, C].
         """
-        n = int(np.sum(detections[:, 4] > 0))
-        boxes = detections[:n, :4]
-        class_ids = detections[:n, 4].astype(np.int32)
-        scores = detections[:n, 5].astype(np.float32)
-        masks = mrcnn_mask[:n]
-        probs = class_probs[:n].astype(np.float32)
-        # Normalised coordinates of the molded image -> normalised coordinates of the window -> pixels.
-        wy1, wx1, wy2, wx2 = utils.norm_boxes(window, image_shape[:2])
-        wh, ww = wy2 - wy1, wx2 - wx1
-        boxes = np.divide(boxes - np.array([wy1, wx1, wy1, wx1]), np.array([wh, ww, wh, ww]))
-        boxes = utils.denorm_boxes(boxes, original_image_shape[:2])
-        # Drop boxes with no area (they appear when a box is clipped to the window edge).
-        keep = np.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[0]
-        boxes, class_ids, scores, masks, probs = boxes[keep], class_ids[keep], scores[keep], masks[keep], probs[keep]
-        # Paste each mask into its own contiguous plane, then view the stack as [H, W, N] (no copy).
-        full_masks = np.zeros((len(boxes),) + tuple(original_image_shape[:2]), dtype=bool)
-        for i in range(len(boxes)):
-            utils.unmold_mask(masks[i], boxes[i], original_image_shape, out=full_masks[i])
-        full_masks = np.moveaxis(full_masks, 0, -1)
-        return boxes.astype(np.int32), class_ids, scores, full_masks, probs
+        return transform.unmold_detections(detections, class_probs, mrcnn_mask, original_image_shape, image_shape,
+                                           window)
 
     def _inference_fn(self, size=None):
         """The compiled inference graph for molded images of ``size`` (H, W), by default the config's."""

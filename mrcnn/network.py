@@ -10,7 +10,7 @@ The model never reads a Config: :func:`model_kwargs` turns a Config into constru
 Inputs (dict keys):
 
 - ``input_image``: float32 [B, H, W, 3], molded (mean pixel subtracted).
-- ``input_image_meta``: float32 [B, 12 + NUM_CLASSES] (see :func:`mrcnn.data.compose_image_meta`).
+- ``input_image_meta``: float32 [B, 12 + NUM_CLASSES] (see :func:`mrcnn.transform.compose_image_meta`).
 - training only: ``input_gt_class_ids`` int32 [B, G] (0 padding), ``input_gt_boxes`` [B, G, (y1, x1, y2, x2)]
   pixels, ``input_gt_masks`` uint8 0/1 (or bool) [B, mh, mw, G] (mini masks when USE_MINI_MASK).
 """
