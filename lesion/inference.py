@@ -1,6 +1,9 @@
 """Shared code of ``lesion/detect.py`` and ``lesion/evaluate.py``: model loading, parallel image loading with batched
 inference, the lesion-mask rule, COCO encoding, atomic output files, and the train/validation split.
 
+The generic pieces live in the core and are re-exported here under their old names: the atomic writers
+(``write_*_atomic``, ``json_safe``) in :mod:`mrcnn.atomic`.
+
 Model loading. ``--weights`` is a ``.h5`` file (matterport's layout, :mod:`mrcnn.weights`), ``last`` (the newest
 checkpoint under ``logs/``, :func:`lesion.cli.find_last`), or by default the bundled light lesion model
 :data:`DEFAULT_WEIGHTS`. The number of classes and the backbone are read from the file, so ``--classes`` and
@@ -35,11 +38,8 @@ Example::
 from __future__ import annotations
 
 import collections
-import csv
 import dataclasses
-import io
 import itertools
-import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +48,7 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequenc
 
 import numpy as np
 
-from mrcnn.atomic import write_bytes_atomic
+from mrcnn.atomic import json_safe, write_bytes_atomic, write_csv_atomic, write_image_atomic, write_json_atomic
 from lesion.cli import UsageError, find_last, parse_overrides
 from lesion.datasets import default_seed, validation_split
 from lesion.paths import WORK_DIR, bundled_file
@@ -668,71 +668,3 @@ def coco_annotations(result: Mapping[str, np.ndarray], image_id: int, first_id: 
             "segmentation": mask_to_rle(mask),
         })
     return annotations
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Atomic output files.
-
-
-def write_image_atomic(path: str | os.PathLike, image: np.ndarray, jpeg_quality: int = 90) -> str:
-    """Encode an image by the extension of ``path`` (PNG, JPEG) with OpenCV and write it atomically.
-
-    Args:
-        path: output file.
-        image: uint8 [H, W] grey, [H, W, 3] RGB or [H, W, 4] RGBA.
-        jpeg_quality: JPEG quality (JPEG files only).
-    """
-    import cv2
-
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
-    ext = os.path.splitext(os.fspath(path))[1].lower()
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext in (".jpg", ".jpeg") else []
-    ok, encoded = cv2.imencode(ext, image, params)
-    if not ok:
-        raise OSError(f"{path}: OpenCV could not encode a {image.shape} {image.dtype} image as {ext}")
-    return write_bytes_atomic(path, encoded.tobytes())
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with NumPy scalars and arrays as Python values and NaN / infinity as None (strict JSON)."""
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any, indent: int | None = 1) -> str:
-    """Write ``data`` as strict JSON (see :func:`json_safe`), atomically."""
-    text = json.dumps(json_safe(data), indent=indent, allow_nan=False)
-    return write_bytes_atomic(path, (text + "\n").encode("utf8"))
-
-
-def write_csv_atomic(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
-                     fields: Sequence[str] | None = None) -> str:
-    """Write rows as CSV, atomically; floats with 6 significant digits, None as an empty cell.
-
-    Args:
-        path: output file.
-        rows: dicts; the columns are ``fields``, or the union of the rows' keys in first-seen order.
-        fields: column order.
-    """
-    if fields is None:
-        fields = list(dict.fromkeys(k for row in rows for k in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(fields), restval="", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else f"{v:.6g}" if isinstance(v, (float, np.floating)) else v)
-                         for k, v in row.items()})
-    return write_bytes_atomic(path, buffer.getvalue().encode("utf8"))
