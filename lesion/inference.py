@@ -3,7 +3,8 @@ inference, the lesion-mask rule, COCO encoding, atomic output files, and the tra
 
 The generic pieces live in the core and are re-exported here under their old names: the batching predictor
 (``Prepared``, ``prepare``, ``iter_parallel``, ``iter_prepared``, ``iter_detections``) in :mod:`mrcnn.predictor`,
-the atomic writers (``write_*_atomic``, ``json_safe``) in :mod:`mrcnn.atomic`.
+the COCO encoders (``mask_to_rle``, ``coco_annotations``) in :mod:`mrcnn.coco`, the atomic writers
+(``write_*_atomic``, ``json_safe``) in :mod:`mrcnn.atomic`.
 
 Model loading. ``--weights`` is a ``.h5`` file (matterport's layout, :mod:`mrcnn.weights`), ``last`` (the newest
 checkpoint under ``logs/``, :func:`lesion.cli.find_last`), or by default the bundled light lesion model
@@ -47,6 +48,7 @@ from typing import Any, Hashable, Mapping, Sequence
 import numpy as np
 
 from mrcnn.atomic import json_safe, write_bytes_atomic, write_csv_atomic, write_image_atomic, write_json_atomic
+from mrcnn.coco import coco_annotations, mask_to_rle
 from mrcnn.predictor import Prepared, iter_detections, iter_parallel, iter_prepared, prepare
 from lesion.cli import UsageError, find_last, parse_overrides
 from lesion.datasets import default_seed, validation_split
@@ -489,41 +491,3 @@ def diagnosis_probabilities(result: Mapping[str, np.ndarray] | None, num_classes
     probs = np.asarray(result["class_probs"], dtype=np.float64)[k, 1:1 + num_classes]
     total = float(probs.sum())
     return probs / total if total > 0 and math.isfinite(total) else uniform
-
-
-def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
-    """COCO compressed RLE of a bool [H, W] mask, with ``counts`` as a str (JSON-ready)."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
-def coco_annotations(result: Mapping[str, np.ndarray], image_id: int, first_id: int = 1) -> list[dict[str, Any]]:
-    """COCO annotations (results and ground-truth style at once) of one image's detections.
-
-    Args:
-        result: a detection result.
-        image_id: the COCO image id.
-        first_id: annotation id of the first detection; the others follow.
-
-    Returns:
-        One dict per detection: ``id``, ``image_id``, ``category_id`` (the class id), ``bbox`` ``[x, y, w, h]``
-        pixels, ``score``, ``area`` (mask pixels), ``iscrowd`` 0, ``segmentation`` (compressed RLE).
-    """
-    annotations = []
-    rois = np.asarray(result["rois"]).reshape(-1, 4)
-    for i in range(rois.shape[0]):
-        y1, x1, y2, x2 = (int(v) for v in rois[i])
-        mask = np.asarray(result["masks"][:, :, i], dtype=bool)
-        annotations.append({
-            "id": first_id + i,
-            "image_id": int(image_id),
-            "category_id": int(result["class_ids"][i]),
-            "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
-            "score": round(float(result["scores"][i]), 6),
-            "area": int(np.count_nonzero(mask)),
-            "iscrowd": 0,
-            "segmentation": mask_to_rle(mask),
-        })
-    return annotations

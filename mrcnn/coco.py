@@ -1,4 +1,5 @@
-"""COCO instance segmentation data: :class:`CocoDataset` reads any COCO JSON file with its image folder.
+"""COCO instance segmentation data: :class:`CocoDataset` reads any COCO JSON file with its image folder, and
+:func:`coco_annotations` / :func:`mask_to_rle` write detections as COCO annotations (compressed RLE masks).
 
 The file is checked before pycocotools reads it (:func:`_check_coco`: what pycocotools would crash on or drop
 without a word), and each annotation's geometry against its image's recorded size (:func:`_check_coco_geometry`:
@@ -12,6 +13,8 @@ Example::
     ds.prepare()
     image = ds.load_image(0)              # uint8 [H, W, 3]
     masks, class_ids = ds.load_mask(0)    # bool [H, W, N], int32 [N] (negative for crowd annotations)
+
+    anns = coco_annotations(result, image_id=7)   # a detection result -> COCO annotations, RLE segmentations
 """
 
 from __future__ import annotations
@@ -23,14 +26,14 @@ import logging
 import math
 import os
 import warnings
-from typing import Hashable, Sequence
+from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
 from mrcnn.dataset import (Dataset, DatasetError, ImageReadError, OutsideImageError, clamp_ring, outside_image,
                            read_image, read_image_header)
 
-__all__ = ["CocoDataset"]
+__all__ = ["CocoDataset", "coco_annotations", "mask_to_rle"]
 
 log = logging.getLogger(__name__)
 
@@ -318,3 +321,45 @@ def _check_coco_geometry(data: dict, path: str) -> dict[int, str]:
             log.warning("%s: %s outside the %dx%d image, clamped to its border", where, " and ".join(moved),
                         width, height)
     return problems
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Writing: detections as COCO annotations.
+
+
+def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
+    """COCO compressed RLE of a bool [H, W] mask, with ``counts`` as a str (JSON-ready)."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def coco_annotations(result: Mapping[str, np.ndarray], image_id: int, first_id: int = 1) -> list[dict[str, Any]]:
+    """COCO annotations (results and ground-truth style at once) of one image's detections.
+
+    Args:
+        result: a detection result.
+        image_id: the COCO image id.
+        first_id: annotation id of the first detection; the others follow.
+
+    Returns:
+        One dict per detection: ``id``, ``image_id``, ``category_id`` (the class id), ``bbox`` ``[x, y, w, h]``
+        pixels, ``score``, ``area`` (mask pixels), ``iscrowd`` 0, ``segmentation`` (compressed RLE).
+    """
+    annotations = []
+    rois = np.asarray(result["rois"]).reshape(-1, 4)
+    for i in range(rois.shape[0]):
+        y1, x1, y2, x2 = (int(v) for v in rois[i])
+        mask = np.asarray(result["masks"][:, :, i], dtype=bool)
+        annotations.append({
+            "id": first_id + i,
+            "image_id": int(image_id),
+            "category_id": int(result["class_ids"][i]),
+            "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+            "score": round(float(result["scores"][i]), 6),
+            "area": int(np.count_nonzero(mask)),
+            "iscrowd": 0,
+            "segmentation": mask_to_rle(mask),
+        })
+    return annotations
