@@ -1,6 +1,11 @@
 """Shared code of ``lesion/detect.py`` and ``lesion/evaluate.py``: model loading, parallel image loading with batched
 inference, the lesion-mask rule, COCO encoding, atomic output files, and the train/validation split.
 
+The generic pieces live in the core and are re-exported here under their old names: the batching predictor
+(``Prepared``, ``prepare``, ``iter_parallel``, ``iter_prepared``, ``iter_detections``) in :mod:`mrcnn.predictor`,
+the COCO encoders (``mask_to_rle``, ``coco_annotations``) in :mod:`mrcnn.coco`, the atomic writers
+(``write_*_atomic``, ``json_safe``) in :mod:`mrcnn.atomic`.
+
 Model loading. ``--weights`` is a ``.h5`` file (matterport's layout, :mod:`mrcnn.weights`), ``last`` (the newest
 checkpoint under ``logs/``, :func:`lesion.cli.find_last`), or by default the bundled light lesion model
 :data:`DEFAULT_WEIGHTS`. The number of classes and the backbone are read from the file, so ``--classes`` and
@@ -8,10 +13,10 @@ checkpoint under ``logs/``, :func:`lesion.cli.find_last`), or by default the bun
 The weights are loaded strictly (every weighted layer of the model must be in the file and the other way round),
 so a file that does not fit is an error, never a half-random model.
 
-Pipeline. A thread pool decodes images (:func:`mrcnn.dataset.read_image`: greyscale, RGBA and 16-bit files
-work) and molds them (resize and mean subtraction) a few images ahead, while the model runs on the current batch
-(OpenCV, PIL and TensorFlow release the GIL). Results come back in input order, one per input, each with either
-the detections at the original image size or the error that made the input unreadable.
+Pipeline (:mod:`mrcnn.predictor`). A thread pool decodes images (:func:`mrcnn.dataset.read_image`: greyscale,
+RGBA and 16-bit files work) and molds them (resize and mean subtraction) a few images ahead, while the model runs
+on the current batch (OpenCV, PIL and TensorFlow release the GIL). Results come back in input order, one per
+input, each with either the detections at the original image size or the error that made the input unreadable.
 
 Mask rule (:data:`MASK_RULES`). An ISIC image shows one lesion and its ground truth is one mask, so by default
 (``"top"``) the lesion mask of an image is the mask of its top-scoring detection: extra detections above the
@@ -34,21 +39,17 @@ Example::
 
 from __future__ import annotations
 
-import collections
-import csv
 import dataclasses
-import io
-import itertools
-import json
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
-from mrcnn.atomic import write_bytes_atomic
+from mrcnn.atomic import json_safe, write_bytes_atomic, write_csv_atomic, write_image_atomic, write_json_atomic
+from mrcnn.coco import coco_annotations, mask_to_rle
+from mrcnn.predictor import Prepared, iter_detections, iter_parallel, iter_prepared, prepare
 from lesion.cli import UsageError, find_last, parse_overrides
 from lesion.datasets import default_seed, validation_split
 from lesion.paths import WORK_DIR, bundled_file
@@ -73,6 +74,7 @@ __all__ = [
     "add_model_arguments",
     "model_from_args",
     "iter_parallel",
+    "prepare",
     "iter_prepared",
     "iter_detections",
     "top_index",
@@ -349,147 +351,6 @@ def model_from_args(args: Any):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Parallel loading and batched inference.
-
-
-@dataclasses.dataclass
-class Prepared:
-    """One decoded and molded image.
-
-    Attributes:
-        shape: ``(H, W, 3)`` of the decoded image (EXIF orientation applied).
-        molded: float32 [h, w, 3] network input.
-        meta: float32 [META] image meta.
-        window: int [4] ``(y1, x1, y2, x2)`` pixels of the image inside ``molded``.
-        image: uint8 [H, W, 3], or None when the loader did not keep it.
-        extra: anything else the loader computed (e.g. a ground-truth mask).
-    """
-
-    shape: tuple[int, int, int]
-    molded: np.ndarray
-    meta: np.ndarray
-    window: np.ndarray
-    image: np.ndarray | None = None
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-def iter_parallel(items: Iterable[Any], fn: Callable[[Any], Any], workers: int = 2,
-                  prefetch: int | None = None) -> Iterator[tuple[Any, Any, BaseException | None]]:
-    """Apply ``fn`` to ``items`` in a thread pool, a bounded number ahead, yielding results in input order.
-
-    Args:
-        items: the inputs.
-        fn: function of one item; an ``Exception`` it raises is yielded, not raised.
-        workers: threads (at least 1).
-        prefetch: how many items may be in flight or waiting (bounds memory); default ``2 * workers + 2``.
-
-    Yields:
-        ``(item, result, None)`` or ``(item, None, exception)``.
-    """
-    workers = max(1, int(workers))
-    prefetch = max(1, prefetch if prefetch is not None else 2 * workers + 2)
-    iterator = iter(items)
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lesion-load")
-    queue: collections.deque = collections.deque()
-    try:
-        for item in itertools.islice(iterator, prefetch):
-            queue.append((item, pool.submit(fn, item)))
-        while queue:
-            item, future = queue.popleft()
-            for nxt in itertools.islice(iterator, 1):
-                queue.append((nxt, pool.submit(fn, nxt)))
-            try:
-                result = future.result()
-            except Exception as exc:  # noqa: BLE001  (the caller reports it per item)
-                yield item, None, exc
-            else:
-                yield item, result, None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def prepare(model: Any, image: np.ndarray, keep_image: bool = True, **extra: Any) -> Prepared:
-    """Mold one image for ``model`` (a :class:`mrcnn.model.MaskRCNN`); safe to call from worker threads."""
-    molded, metas, windows = model.mold_inputs([image])
-    return Prepared(shape=tuple(int(s) for s in image.shape[:2]) + (3,), molded=molded[0], meta=metas[0],
-                    window=windows[0], image=image if keep_image else None, extra=dict(extra))
-
-
-def iter_prepared(model: Any, items: Iterable[Any], load: Callable[[Any], np.ndarray | tuple[np.ndarray, dict]],
-                  workers: int = 2, keep_image: bool = True) -> Iterator[tuple[Any, Prepared | None,
-                                                                                BaseException | None]]:
-    """Decode and mold ``items`` in a thread pool.
-
-    Args:
-        model: the :class:`mrcnn.model.MaskRCNN`.
-        items: inputs for ``load`` (paths, ids).
-        load: item -> uint8 RGB [H, W, 3] image, or ``(image, extra)`` with an ``extra`` dict kept in
-            :attr:`Prepared.extra`; runs in a worker thread.
-        workers: threads.
-        keep_image: keep the decoded image in :attr:`Prepared.image` (for overlays and crops).
-
-    Yields:
-        ``(item, prepared, None)`` or ``(item, None, exception)``, in input order.
-    """
-
-    def task(item: Any) -> Prepared:
-        loaded = load(item)
-        image, extra = loaded if isinstance(loaded, tuple) else (loaded, {})
-        return prepare(model, image, keep_image=keep_image, **extra)
-
-    return iter_parallel(items, task, workers=workers)
-
-
-def iter_detections(model: Any, prepared: Iterable[tuple[Any, Prepared | None, BaseException | None]],
-                    batch_size: int | None = None) -> Iterator[tuple[Any, Prepared | None, dict | None,
-                                                                      BaseException | None]]:
-    """Run the model on batches of prepared images.
-
-    Args:
-        model: the :class:`mrcnn.model.MaskRCNN` in inference mode.
-        prepared: the output of :func:`iter_prepared`.
-        batch_size: images per inference call; the config's ``BATCH_SIZE`` when None.
-
-    Yields:
-        ``(item, prepared, result, None)`` with matterport's result dict (``rois`` [N, (y1, x1, y2, x2)] pixels,
-        ``class_ids`` [N], ``scores`` [N], ``masks`` bool [H, W, N], ``class_probs`` [N, NUM_CLASSES], at the
-        decoded image's size, sorted by decreasing score), or ``(item, None, None, exception)`` for an input that
-        could not be loaded; in input order.
-    """
-    batch_size = max(1, int(batch_size or model.config.BATCH_SIZE))
-    pending: list[tuple[Any, Prepared | None, BaseException | None]] = []
-    ready = 0
-    for entry in prepared:
-        pending.append(entry)
-        ready += entry[1] is not None
-        if ready == batch_size:
-            yield from _run_batch(model, pending)
-            pending, ready = [], 0
-    if pending:
-        yield from _run_batch(model, pending)
-
-
-def _run_batch(model: Any, pending: list) -> Iterator[tuple[Any, Prepared | None, dict | None,
-                                                            BaseException | None]]:
-    batch = [p for _, p, _ in pending if p is not None]
-    # "pad64" / "fit" / "none" mold images of different shapes to different sizes: one inference call per size.
-    outputs = model.run_inference_by_size([p.molded for p in batch], [p.meta for p in batch]) if batch else []
-    k = 0
-    for item, p, error in pending:
-        if p is None:
-            yield item, None, None, error
-            continue
-        out = outputs[k]
-        rois, class_ids, scores, masks, probs = model.unmold_detections(
-            out["detections"], out["class_probs"], out["masks"], p.shape, p.molded.shape, p.window)
-        k += 1
-        order = np.argsort(-scores, kind="stable")
-        result = {"rois": rois[order], "class_ids": class_ids[order], "scores": scores[order],
-                  "masks": masks[:, :, order], "class_probs": probs[order]}
-        yield item, p, result, None
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Post-processing.
 
 
@@ -630,109 +491,3 @@ def diagnosis_probabilities(result: Mapping[str, np.ndarray] | None, num_classes
     probs = np.asarray(result["class_probs"], dtype=np.float64)[k, 1:1 + num_classes]
     total = float(probs.sum())
     return probs / total if total > 0 and math.isfinite(total) else uniform
-
-
-def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
-    """COCO compressed RLE of a bool [H, W] mask, with ``counts`` as a str (JSON-ready)."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
-def coco_annotations(result: Mapping[str, np.ndarray], image_id: int, first_id: int = 1) -> list[dict[str, Any]]:
-    """COCO annotations (results and ground-truth style at once) of one image's detections.
-
-    Args:
-        result: a detection result.
-        image_id: the COCO image id.
-        first_id: annotation id of the first detection; the others follow.
-
-    Returns:
-        One dict per detection: ``id``, ``image_id``, ``category_id`` (the class id), ``bbox`` ``[x, y, w, h]``
-        pixels, ``score``, ``area`` (mask pixels), ``iscrowd`` 0, ``segmentation`` (compressed RLE).
-    """
-    annotations = []
-    rois = np.asarray(result["rois"]).reshape(-1, 4)
-    for i in range(rois.shape[0]):
-        y1, x1, y2, x2 = (int(v) for v in rois[i])
-        mask = np.asarray(result["masks"][:, :, i], dtype=bool)
-        annotations.append({
-            "id": first_id + i,
-            "image_id": int(image_id),
-            "category_id": int(result["class_ids"][i]),
-            "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
-            "score": round(float(result["scores"][i]), 6),
-            "area": int(np.count_nonzero(mask)),
-            "iscrowd": 0,
-            "segmentation": mask_to_rle(mask),
-        })
-    return annotations
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Atomic output files.
-
-
-def write_image_atomic(path: str | os.PathLike, image: np.ndarray, jpeg_quality: int = 90) -> str:
-    """Encode an image by the extension of ``path`` (PNG, JPEG) with OpenCV and write it atomically.
-
-    Args:
-        path: output file.
-        image: uint8 [H, W] grey, [H, W, 3] RGB or [H, W, 4] RGBA.
-        jpeg_quality: JPEG quality (JPEG files only).
-    """
-    import cv2
-
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
-    ext = os.path.splitext(os.fspath(path))[1].lower()
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext in (".jpg", ".jpeg") else []
-    ok, encoded = cv2.imencode(ext, image, params)
-    if not ok:
-        raise OSError(f"{path}: OpenCV could not encode a {image.shape} {image.dtype} image as {ext}")
-    return write_bytes_atomic(path, encoded.tobytes())
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with NumPy scalars and arrays as Python values and NaN / infinity as None (strict JSON)."""
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any, indent: int | None = 1) -> str:
-    """Write ``data`` as strict JSON (see :func:`json_safe`), atomically."""
-    text = json.dumps(json_safe(data), indent=indent, allow_nan=False)
-    return write_bytes_atomic(path, (text + "\n").encode("utf8"))
-
-
-def write_csv_atomic(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
-                     fields: Sequence[str] | None = None) -> str:
-    """Write rows as CSV, atomically; floats with 6 significant digits, None as an empty cell.
-
-    Args:
-        path: output file.
-        rows: dicts; the columns are ``fields``, or the union of the rows' keys in first-seen order.
-        fields: column order.
-    """
-    if fields is None:
-        fields = list(dict.fromkeys(k for row in rows for k in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(fields), restval="", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else f"{v:.6g}" if isinstance(v, (float, np.floating)) else v)
-                         for k, v in row.items()})
-    return write_bytes_atomic(path, buffer.getvalue().encode("utf8"))

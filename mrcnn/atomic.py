@@ -9,19 +9,30 @@ The file gets the permissions a plain ``open(path, "w")`` would give it: those o
 The temporary file is ``.<name>.<8 random characters><suffix>`` (suffix ``.tmp`` by default). A process killed
 mid-write (``kill -9``, a power cut) leaves it behind: :func:`remove_leftover_temp_files` clears a folder of them
 once nothing writes there any more (training does it when it takes its run folder).
+
+Writers on top of :func:`atomic_path`: raw bytes (:func:`write_bytes_atomic`), an image encoded by its extension
+(:func:`write_image_atomic`), strict JSON (:func:`write_json_atomic`, NumPy values and NaN handled by
+:func:`json_safe`) and CSV (:func:`write_csv_atomic`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import json
+import math
 import os
 import re
 import sys
 import tempfile
-from typing import Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
-__all__ = ["OutputDirError", "atomic_path", "ensure_output_dir", "leftover_temp_files", "remove_leftover_temp_files",
-           "write_bytes_atomic"]
+import numpy as np
+
+__all__ = ["OutputDirError", "atomic_path", "ensure_output_dir", "json_safe", "leftover_temp_files",
+           "remove_leftover_temp_files", "write_bytes_atomic", "write_csv_atomic", "write_image_atomic",
+           "write_json_atomic"]
 
 # The name atomic_path gives its temporary file with the default suffix: "." + the final name + "." + the 8 random
 # characters of tempfile.mkstemp (lower-case letters, digits, "_") + ".tmp".
@@ -128,6 +139,70 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, fsync: bool = False
         with open(tmp, "wb") as f:
             f.write(data)
     return os.fspath(path)
+
+
+def write_image_atomic(path: str | os.PathLike, image: np.ndarray, jpeg_quality: int = 90) -> str:
+    """Encode an image by the extension of ``path`` (PNG, JPEG) with OpenCV and write it atomically.
+
+    Args:
+        path: output file.
+        image: uint8 [H, W] grey, [H, W, 3] RGB or [H, W, 4] RGBA.
+        jpeg_quality: JPEG quality (JPEG files only).
+    """
+    import cv2
+
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA)
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext in (".jpg", ".jpeg") else []
+    ok, encoded = cv2.imencode(ext, image, params)
+    if not ok:
+        raise OSError(f"{path}: OpenCV could not encode a {image.shape} {image.dtype} image as {ext}")
+    return write_bytes_atomic(path, encoded.tobytes())
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NumPy scalars and arrays as Python values and NaN / infinity as None (strict JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, indent: int | None = 1) -> str:
+    """Write ``data`` as strict JSON (see :func:`json_safe`), atomically."""
+    text = json.dumps(json_safe(data), indent=indent, allow_nan=False)
+    return write_bytes_atomic(path, (text + "\n").encode("utf8"))
+
+
+def write_csv_atomic(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
+                     fields: Sequence[str] | None = None) -> str:
+    """Write rows as CSV, atomically; floats with 6 significant digits, None as an empty cell.
+
+    Args:
+        path: output file.
+        rows: dicts; the columns are ``fields``, or the union of the rows' keys in first-seen order.
+        fields: column order.
+    """
+    if fields is None:
+        fields = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else f"{v:.6g}" if isinstance(v, (float, np.floating)) else v)
+                         for k, v in row.items()})
+    return write_bytes_atomic(path, buffer.getvalue().encode("utf8"))
 
 
 def _file_on_the_way(path: str) -> str | None:
