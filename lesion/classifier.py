@@ -34,11 +34,12 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from mrcnn.atomic import write_bytes_atomic
+from lesion.metrics import balanced_accuracy
 from lesion.paths import bundled_file
+from mrcnn.atomic import write_bytes_atomic
 
-__all__ = ["CLASSIFIER_PATH", "FEATURE_SIZE", "LesionClassifier", "LesionClassifierError", "balanced_accuracy",
-           "fit_decision_weights", "lesion_features"]
+__all__ = ["CLASSIFIER_PATH", "FEATURE_SIZE", "LesionClassifier", "LesionClassifierError", "fit_decision_weights",
+           "lesion_features"]
 
 CLASSIFIER_PATH = str(bundled_file("lesion_classifier.skops"))
 """The bundled classifier (``weights/lesion_classifier.skops``; see :mod:`lesion.paths`)."""
@@ -166,13 +167,6 @@ def lesion_features(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 FEATURE_SIZE = 15 * 3 + 9 * 2 + 36 + 6 + 20 + 8 + 7 + 3
 """Length of :func:`lesion_features`' vector."""
-
-
-def balanced_accuracy(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> float:
-    """Mean recall over the classes present in ``labels``."""
-    labels, predictions = np.asarray(labels), np.asarray(predictions)
-    recalls = [np.mean(predictions[labels == k] == k) for k in range(num_classes) if np.any(labels == k)]
-    return float(np.mean(recalls))
 
 
 def fit_decision_weights(labels: Sequence[int], probs: np.ndarray,

@@ -57,6 +57,7 @@ __all__ = [
     "mask_box_iou",
     "SegmentationEvaluator",
     "write_per_image_csv",
+    "balanced_accuracy",
     "classification_metrics",
     "coco_metrics",
 ]
@@ -348,6 +349,14 @@ def _one_vs_rest_auc(positive: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(positive, scores))
 
 
+def balanced_accuracy(labels: Sequence[int] | np.ndarray, predictions: Sequence[int] | np.ndarray,
+                      num_classes: int) -> float:
+    """Mean per-class recall over the classes present in ``labels`` (NaN when there is no label)."""
+    labels, predictions = np.asarray(labels).reshape(-1), np.asarray(predictions).reshape(-1)
+    recalls = [np.mean(predictions[labels == k] == k) for k in range(num_classes) if np.any(labels == k)]
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
 def classification_metrics(
     y_true: Sequence[int] | np.ndarray,
     probs: np.ndarray,
@@ -399,13 +408,10 @@ def classification_metrics(
             raise ValueError(f"predictions must be {y.size} class indices in [0, {num_classes}); got shape "
                              f"{pred.shape}" + (f", range [{pred.min()}, {pred.max()}]" if pred.size else ""))
     cm = confusion_matrix(y, pred, labels=list(range(num_classes))) if y.size else np.zeros((num_classes,) * 2)
-    support = cm.sum(axis=1)
-    present = support > 0
-    recalls = np.diag(cm)[present] / support[present]
     result: dict[str, Any] = {
         "n": int(y.size),
         "accuracy": float(np.mean(pred == y)) if y.size else float("nan"),
-        "balanced_accuracy": float(recalls.mean()) if recalls.size else float("nan"),
+        "balanced_accuracy": balanced_accuracy(y, pred, num_classes),
     }
     aucs = []
     for name in ("melanoma", "seborrheic_keratosis"):
@@ -425,7 +431,7 @@ def classification_metrics(
             k = names.index(name)
             result[f"{name}_brier"] = float(np.mean((p[:, k] - onehot[:, k]) ** 2)) if y.size else float("nan")
     result["confusion_matrix"] = [[int(v) for v in row] for row in cm]
-    result["class_counts"] = {name: int(support[k]) for k, name in enumerate(names)}
+    result["class_counts"] = {name: int(n) for name, n in zip(names, cm.sum(axis=1))}
     result["class_names"] = names
     return result
 

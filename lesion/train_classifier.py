@@ -29,7 +29,8 @@ from typing import Sequence
 
 import numpy as np
 
-from lesion.classifier import CLASSES, LesionClassifier, balanced_accuracy, fit_decision_weights, lesion_features
+from lesion.classifier import CLASSES, LesionClassifier, fit_decision_weights, lesion_features
+from lesion.metrics import balanced_accuracy
 
 __all__ = ["compute_features", "labelled_images", "main"]
 

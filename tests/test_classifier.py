@@ -98,7 +98,8 @@ def test_finish_result_gives_the_classifier_diagnosis():
 
 
 def test_decision_weights_by_hand_and_round_trip(tmp_path):
-    from lesion.classifier import balanced_accuracy, fit_decision_weights
+    from lesion.classifier import fit_decision_weights
+    from lesion.metrics import balanced_accuracy
 
     # Nevus (class 2) is most probable for every image; the two rare images have a larger share of their class.
     labels = np.array([0, 1, 2, 2, 2, 2])
