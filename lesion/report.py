@@ -124,28 +124,16 @@ def data_uri(image: np.ndarray | None = None, *, png_bytes: bytes | None = None)
     return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
 
 
-def _read_reduced(path: Path, longest_side: int | None, grey: bool, size: int = THUMB_SIZE) -> np.ndarray | None:
-    """An image file decoded at 1/2, 1/4 or 1/8 scale when that still covers ``size`` (JPEG DCT scaling); RGB
-    (or grey); None when the file is missing or unreadable."""
-    import cv2
+def _read_small(path: Path, size: int, mask: bool = False) -> np.ndarray | None:
+    """An overlay (RGB) or a segmentation (``mask``: bool) file read at most ``size`` px long (JPEG DCT scaling, as
+    the training data is read); None when it is missing or unreadable."""
+    from lesion.datasets import read_image_resized, read_mask
+    from mrcnn.dataset import ImageReadError
 
-    factor = 1
-    for f in (8, 4, 2):
-        if longest_side and longest_side / f >= size:
-            factor = f
-            break
-    flags = {1: (cv2.IMREAD_COLOR, cv2.IMREAD_GRAYSCALE),
-             2: (cv2.IMREAD_REDUCED_COLOR_2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
-             4: (cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
-             8: (cv2.IMREAD_REDUCED_COLOR_8, cv2.IMREAD_REDUCED_GRAYSCALE_8)}[factor][int(grey)]
     try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError:
+        return read_mask(str(path), size) if mask else read_image_resized(str(path), size)
+    except ImageReadError:
         return None
-    image = cv2.imdecode(data, flags) if data.size else None
-    if image is None:
-        return None
-    return image if grey else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -342,11 +330,10 @@ def write_detect_report(out_dir: str | os.PathLike, rows: Sequence[Mapping[str, 
     for row in ok[:max(0, max_images)]:
         seg_name = str(row.get("segmentation", ""))
         stem = seg_name[: -len("_segmentation.png")] if seg_name.endswith("_segmentation.png") else Path(seg_name).stem
-        side = max(int(row.get("width") or 0), int(row.get("height") or 0))
-        overlay = _read_reduced(out_dir / f"{stem}_overlay.jpg", side, grey=False, size=size)
+        overlay = _read_small(out_dir / f"{stem}_overlay.jpg", size)
         image, dims = None, None
         if overlay is not None:
-            mask = _read_reduced(out_dir / seg_name, side, grey=True, size=size) if seg_name else None
+            mask = _read_small(out_dir / seg_name, size, mask=True) if seg_name else None
             thumb = thumbnail(overlay, [] if mask is None else [(mask, PREDICTION_COLOR)], size)
             image, dims = data_uri(thumb), (thumb.shape[1], thumb.shape[0])
         lesions = int(row.get("lesions") or 0)
