@@ -8,8 +8,7 @@ The names below are imported lazily, so ``python -m annotations.makesense`` does
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mrcnn.lazy import lazy_exports
 
 __all__ = [
     "MakesenseError",
@@ -32,14 +31,5 @@ __all__ = [
 _SUBMODULE = {name: "annotations.makesense" for name in __all__}
 
 
-def __getattr__(name: str) -> Any:
-    """Imports a public name from its submodule on first use (PEP 562)."""
-    if name in _SUBMODULE:
-        value = getattr(importlib.import_module(_SUBMODULE[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'annotations' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _SUBMODULE)
+del lazy_exports

@@ -12,22 +12,12 @@ first use, so ``import lesion`` does not import TensorFlow.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mrcnn.lazy import lazy_exports
 
 _NAMES = {"segment": "lesion.api", "Segmentation": "lesion.api", "load": "lesion.api"}
 
 __all__ = sorted(_NAMES)
 
 
-def __getattr__(name: str) -> Any:
-    """Imports a public name on first use (PEP 562); submodules import as usual."""
-    if name in _NAMES:
-        value = getattr(importlib.import_module(_NAMES[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'lesion' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _NAMES)
+del lazy_exports

@@ -12,8 +12,7 @@ import TensorFlow.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .lazy import lazy_exports
 
 __version__ = "1.0.0"
 
@@ -40,17 +39,5 @@ _SUBMODULES = ("model", "config", "utils", "visualize", "dataset", "weights", "c
 __all__ = sorted(_NAMES) + list(_SUBMODULES) + ["__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    """Imports a public name or submodule on first use."""
-    if name in _NAMES:
-        value = getattr(importlib.import_module(_NAMES[name]), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"mrcnn.{name}")
-    else:
-        raise AttributeError(f"module 'mrcnn' has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _NAMES, _SUBMODULES)
+del lazy_exports
